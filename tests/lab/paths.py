@@ -1,0 +1,22 @@
+"""Where the lab keeps things.
+
+LAB_CACHE holds what is slow to make and safe to reuse between clones (Ollama builds, Debian root
+filesystems, the Codex CLI). LAB_STATE holds what one running lab owns (keys, inventory, pids, logs)
+and lives in the work tree, so each clone has its own.
+"""
+import os
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+LAB_CACHE = Path(os.environ.get("LAB_CACHE", "/var/cache/llmops-ollama-lab"))
+LAB_STATE = Path(os.environ.get("LAB_STATE", REPO / ".lab"))
+
+# The lab network: one bridge on the machine, each host in its own network namespace behind a veth.
+BRIDGE = os.environ.get("LAB_BRIDGE", "llmlab0")
+SUBNET_PREFIX = os.environ.get("LAB_SUBNET", "10.199.0")  # /24
+GATEWAY_IP = SUBNET_PREFIX + ".1"  # the machine's address on the bridge; lab services listen here
+
+
+def host_ip(index):
+    """Address of lab host number `index` (1-based)."""
+    return "%s.%d" % (SUBNET_PREFIX, 10 + index)
