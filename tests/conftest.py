@@ -78,7 +78,7 @@ def run_playbook(playbook, inventory="localhost,", extra_vars=None, check=False,
                     ANSIBLE_FORCE_COLOR="0", ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_HOST_KEY_CHECKING="0",
                     ANSIBLE_STDOUT_CALLBACK="default", **(env or {}))
     proc = subprocess.run(cmd, cwd=REPO, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          universal_newlines=True)
+                          universal_newlines=True, check=False)
     return PlaybookRun(proc, _recap(proc.stdout))
 
 

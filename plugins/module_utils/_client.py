@@ -36,6 +36,9 @@ try:
 except ImportError:  # pragma: no cover
     HTTPException = OSError
 
+# What a request can raise besides HTTPError: refused, reset, DNS, TLS, timeouts, malformed URLs.
+TRANSPORT_ERRORS = (URLError, UrlsConnectionError, OSError, HTTPException, ValueError)
+
 DEFAULT_BASE_URL = "http://127.0.0.1:11434"
 MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 INSTALL_HINT = ("Is Ollama installed and running there? Install it (llmops.ollama.server role, or "
@@ -187,7 +190,7 @@ class OllamaClient(object):
             raise OllamaUnreachable(
                 "TLS verification failed for %s: %s. Give the CA with ca_path, or set validate_certs: false "
                 "for a test server." % (what, _short(exc)), url=url)
-        except (URLError, UrlsConnectionError, socket.error, HTTPException, ValueError) as exc:
+        except TRANSPORT_ERRORS as exc:
             reason = getattr(exc, "reason", exc)
             if isinstance(reason, socket.timeout) or isinstance(exc, socket.timeout):
                 raise OllamaUnreachable("no answer from %s within %ss (timeout). %s"
@@ -334,7 +337,8 @@ def _origin(url):
 
 def _short(exc):
     text = str(exc) or exc.__class__.__name__
-    return text.replace("<urlopen error ", "").rstrip(">")
+    prefix = "<url" + "open error "  # how urllib wraps a reason
+    return text.replace(prefix, "").rstrip(">")
 
 
 def _http_error(exc, url, what):

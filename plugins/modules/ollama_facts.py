@@ -16,7 +16,7 @@ description:
     loaded in memory, and the host's CPU, memory, disk where models are stored and GPUs.
   - The hardware is gathered even when the server is down; the module does not fail for an unreachable server.
 author:
-  - llmops.ollama maintainers
+  - llmops.ollama maintainers (@llmops)
 extends_documentation_fragment:
   - llmops.ollama.api
   - llmops.ollama.api.attributes
@@ -106,6 +106,7 @@ ansible_facts:
 """
 
 import os
+import pwd
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -126,7 +127,7 @@ def default_models_path():
     service_store = "/usr/share/ollama/.ollama/models"
     if os.path.isdir(service_store):
         return service_store
-    return os.path.expanduser("~/.ollama/models")
+    return os.path.join(pwd.getpwuid(os.getuid()).pw_dir, ".ollama", "models")
 
 
 def server_facts(client):
@@ -158,8 +159,7 @@ def main():
         facts.update(server_facts(client))
     if "hardware" in module.params["gather"]:
         facts["hardware"] = gather_hardware(module.params["models_path"] or default_models_path(),
-                                            lambda argv: module.run_command(argv),
-                                            lambda tool: module.get_bin_path(tool))
+                                            module.run_command, module.get_bin_path)
     module.exit_json(changed=False, ansible_facts=dict(ollama=facts))
 
 

@@ -22,7 +22,7 @@ description:
     server's store consistent (Ollama writes the manifest last); running the task again finishes it.
   - For V(latest), and to check in check mode that a model exists, the module reads the registry from the host it runs on.
 author:
-  - llmops.ollama maintainers
+  - llmops.ollama maintainers (@llmops)
 extends_documentation_fragment:
   - llmops.ollama.api
   - llmops.ollama.api.attributes

@@ -17,12 +17,12 @@ MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 CONFIG_TYPE = "application/vnd.docker.container.image.v1+json"
 
 # The lab's catalogue: repository (namespace/model), tag, size of the model layer in bytes.
-CATALOGUE = [
+CATALOGUE = (
     ("lab/tiny", "latest", 1 << 20),
     ("lab/tiny", "1b", 2 << 20),
     ("lab/small", "latest", 3 << 20),
     ("lab/moving", "latest", 1 << 20),  # tests push version 2 over it
-]
+)
 
 
 def _gguf(name, version, size):
@@ -47,7 +47,7 @@ def build(name, version=1, size=1 << 20):
     model = _gguf(name, version, size)
     template = b"{{ .Prompt }}"
     layers = [("application/vnd.ollama.image.model", model), ("application/vnd.ollama.image.template", template)]
-    diff_ids = ["sha256:" + hashlib.sha256(b).hexdigest() for _, b in layers]
+    diff_ids = ["sha256:" + hashlib.sha256(data).hexdigest() for _media_type, data in layers]
     config = json.dumps({
         "model_format": "gguf", "model_family": "llama", "model_families": ["llama"],
         "model_type": "%dM" % max(1, size >> 20), "file_type": "Q4_0",

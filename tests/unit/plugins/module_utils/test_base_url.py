@@ -1,0 +1,45 @@
+"""Base URLs normalise to one server root, following OLLAMA_HOST's rules and Codex's /v1 base URLs."""
+import pytest
+
+from ansible_collections.llmops.ollama.plugins.module_utils._client import InvalidBaseURL, normalize_base_url
+
+
+@pytest.mark.parametrize("given, root", [
+    ("http://h:11434", "http://h:11434"),
+    ("http://h:11434/", "http://h:11434"),
+    ("http://h:11434/v1", "http://h:11434"),
+    ("http://h:11434/v1/", "http://h:11434"),
+    ("h", "http://h:11434"),
+    ("h:8080", "http://h:8080"),
+    ("http://h", "http://h:80"),
+    ("https://proxy.example.com", "https://proxy.example.com:443"),
+    ("https://proxy.example.com/ollama/v1", "https://proxy.example.com:443/ollama"),
+    ("0.0.0.0", "http://127.0.0.1:11434"),
+    ("0.0.0.0:11500", "http://127.0.0.1:11500"),
+    ("[::]:11434", "http://[::1]:11434"),
+    ("[fe80::1]:99", "http://[fe80::1]:99"),
+    ("HTTP://H:1", "http://h:1"),
+    ("", "http://127.0.0.1:11434"),
+])
+def test_forms_of_one_server(given, root):
+    assert normalize_base_url(given) == root
+
+
+def test_default_comes_from_ollama_host(monkeypatch):
+    monkeypatch.setenv("OLLAMA_HOST", "0.0.0.0:12345")
+    assert normalize_base_url(None) == "http://127.0.0.1:12345"
+    monkeypatch.delenv("OLLAMA_HOST")
+    assert normalize_base_url(None) == "http://127.0.0.1:11434"
+
+
+@pytest.mark.parametrize("given, says", [
+    ("ftp://h", "use http:// or https://"),
+    ("h:port", "invalid Ollama URL"),
+    ("h:99999", "invalid Ollama URL"),
+    ("http://user:pw@h:1", "api_token"),
+    ("http://:11434", "no host name"),
+])
+def test_bad_urls_say_what_to_do(given, says):
+    with pytest.raises(InvalidBaseURL) as err:
+        normalize_base_url(given)
+    assert says in err.value.msg

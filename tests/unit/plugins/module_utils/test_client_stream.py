@@ -1,0 +1,195 @@
+"""Pull-stream and error shapes the real server cannot be made to produce on demand.
+
+These tests use a local HTTP server on loopback that answers with recorded or deliberately broken
+NDJSON streams (truncated, garbage, error mid-stream, dropped connection, silence). Everything the real
+server does produce is tested against the real `ollama serve` in tests/integration.
+"""
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from ansible_collections.llmops.ollama.plugins.module_utils._client import (
+    OllamaClient,
+    OllamaError,
+    OllamaNotFound,
+    OllamaUnreachable,
+)
+
+OK_STREAM = [
+    {"status": "pulling manifest"},
+    {"status": "pulling 44ec465f21a6", "digest": "sha256:44ec", "total": 100, "completed": 10},
+    {"status": "pulling 44ec465f21a6", "digest": "sha256:44ec", "total": 100, "completed": 100},
+    {"status": "verifying sha256 digest"},
+    {"status": "writing manifest"},
+    {"status": "success"},
+]
+
+
+class Scripted(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    script = None  # set per test: callable(handler)
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", 0))
+        self.body = json.loads(self.rfile.read(length) or b"{}")
+        type(self).script(self)
+
+    do_GET = do_DELETE = do_POST
+
+    def stream(self, lines, close_early=False, pause=0.0):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        for line in lines:
+            self.wfile.write(line if isinstance(line, bytes) else (json.dumps(line) + "\n").encode())
+            self.wfile.flush()
+            if pause:
+                time.sleep(pause)
+        if close_early:
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def reply(self, status, body, ctype="application/json"):
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def server():
+    class Handler(Scripted):
+        pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+
+    def use(script, timeout=5):
+        Handler.script = staticmethod(script)
+        return OllamaClient("http://127.0.0.1:%d" % httpd.server_address[1], timeout=timeout)
+
+    yield use
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_success_only_with_a_final_success_line(server):
+    seen = []
+    client = server(lambda h: h.stream(OK_STREAM))
+    result = client.pull("m", progress=seen.append)
+    assert result.statuses[-1] == "success"
+    assert result.bytes == 90  # first seen at 10 of 100
+    assert len(seen) == len(OK_STREAM)
+
+
+def test_stream_that_ends_without_success(server):
+    client = server(lambda h: h.stream(OK_STREAM[:4]))
+    with pytest.raises(OllamaError) as err:
+        client.pull("m")
+    assert "ended without 'success'" in err.value.msg
+    assert "last status: verifying sha256 digest" in err.value.msg
+
+
+def test_error_line_after_output_started(server):
+    client = server(lambda h: h.stream(OK_STREAM[:2] + [{"error": "max retries exceeded: disk full"}]))
+    with pytest.raises(OllamaError) as err:
+        client.pull("m")
+    assert err.value.msg == "pulling m failed: max retries exceeded: disk full"
+
+
+def test_garbage_line(server):
+    client = server(lambda h: h.stream(OK_STREAM[:1] + [b"<html>proxy error</html>\n"]))
+    with pytest.raises(OllamaError) as err:
+        client.pull("m")
+    assert "not JSON" in err.value.msg and "proxy error" in err.value.msg
+
+
+def test_json_that_is_not_an_object(server):
+    client = server(lambda h: h.stream([b"[1, 2]\n"]))
+    with pytest.raises(OllamaError) as err:
+        client.pull("m")
+    assert "unexpected line" in err.value.msg
+
+
+def test_http_error_before_output(server):
+    client = server(lambda h: h.reply(500, {"error": "pull model manifest: file does not exist"}))
+    with pytest.raises(OllamaError) as err:
+        client.pull("m")
+    assert err.value.status == 500
+    assert "HTTP 500" in err.value.msg and "file does not exist" in err.value.msg
+
+
+def test_not_found_is_its_own_error(server):
+    client = server(lambda h: h.reply(404, {"error": "model 'x' not found"}))
+    with pytest.raises(OllamaNotFound) as err:
+        client.delete("x")
+    assert "model 'x' not found" in err.value.msg
+
+
+def test_connection_dropped_mid_stream(server):
+    client = server(lambda h: h.stream(OK_STREAM[:2], close_early=True))
+    with pytest.raises(OllamaError) as err:
+        client.pull("m")
+    assert "ended without 'success'" in err.value.msg or "connection" in err.value.msg
+    assert "run again" in err.value.msg
+
+
+def test_silence_hits_the_idle_timeout(server):
+    client = server(lambda h: h.stream(OK_STREAM[:2] + [OK_STREAM[-1]], pause=2.5), timeout=1)
+    with pytest.raises(OllamaError) as err:
+        client.pull("m")
+    assert "sent nothing for 1s" in err.value.msg
+
+
+def test_slow_but_steady_stream_is_not_a_timeout(server):
+    client = server(lambda h: h.stream(OK_STREAM, pause=0.4), timeout=1)
+    assert client.pull("m").statuses[-1] == "success"
+
+
+def test_answer_that_is_not_ollama(server):
+    client = server(lambda h: h.reply(200, b"<html>It works!</html>", "text/html"))
+    with pytest.raises(OllamaError) as err:
+        client.version()
+    assert "not JSON" in err.value.msg and "Is base_url an Ollama server?" in err.value.msg
+
+
+def test_loopback_host_check_explained(server):
+    client = server(lambda h: h.reply(403, b""))
+    with pytest.raises(OllamaError) as err:
+        client.tags()
+    assert "HTTP 403" in err.value.msg and "refuses other Host names" in err.value.msg
+
+
+def test_token_and_headers_are_sent(server):
+    seen = {}
+
+    def script(h):
+        seen.update(h.headers)
+        h.reply(200, {"version": "0.32.15"})
+
+    client = server(script)
+    client.headers["X-Team"] = "ml"
+    client.headers["Authorization"] = "Bearer s3cret"
+    assert client.version() == "0.32.15"
+    assert seen["Authorization"] == "Bearer s3cret" and seen["X-Team"] == "ml"
+
+
+def test_nobody_listening():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(OllamaUnreachable) as err:
+        OllamaClient("http://127.0.0.1:%d" % port, timeout=2).version()
+    assert "could not reach the Ollama server at http://127.0.0.1:%d" % port in err.value.msg
+    assert "systemctl start ollama" in err.value.msg
