@@ -48,18 +48,10 @@ options:
   models:
     description:
       - Models with a state each, to handle a mixed list in one call.
+      - Each item is a model name (which takes O(state)) or a dictionary with C(name) and optionally C(state)
+        (V(present), V(latest) or V(absent); default O(state)).
     type: list
-    elements: dict
-    suboptions:
-      name:
-        description: Model name, as for O(name).
-        type: str
-        required: true
-      state:
-        description: As O(state).
-        type: str
-        choices: [present, absent, latest]
-        default: present
+    elements: raw
   state:
     description:
       - V(present) pulls missing models; V(latest) also pulls when the registry has a different manifest for the tag;
@@ -99,7 +91,7 @@ EXAMPLES = r"""
   llmops.ollama.ollama_model:
     base_url: http://gpu1.example.com:11434
     models:
-      - name: llama3.2:3b
+      - llama3.2:3b
       - name: gpt-oss:20b
         state: latest
       - name: mistral
@@ -186,13 +178,24 @@ from ansible_collections.llmops.ollama.plugins.module_utils._client import (
 from ansible_collections.llmops.ollama.plugins.module_utils._names import InvalidModelName, parse_model_name
 
 
+STATES = ("present", "absent", "latest")
+
+
 def wanted_models(params):
     """[(given name, ModelName, state)] from name/models; fails early on invalid names or conflicts."""
-    if params["models"] is not None:
-        pairs = [(m["name"], m["state"]) for m in params["models"]]
-    else:
-        pairs = [(n, params["state"]) for n in params["name"] or []]
     errors, seen, wanted = [], {}, []
+    pairs = []
+    for item in params["models"] if params["models"] is not None else params["name"] or []:
+        if isinstance(item, dict):
+            unknown = sorted(set(item) - set(("name", "state")))
+            state = item.get("state", params["state"])
+            if unknown or "name" not in item or state not in STATES:
+                errors.append("models item %r: give 'name' and optionally 'state' (one of %s)%s"
+                              % (item, ", ".join(STATES), "; unknown keys: %s" % ", ".join(unknown) if unknown else ""))
+                continue
+            pairs.append((item["name"], state))
+        else:
+            pairs.append((item, params["state"]))
     for given, state in pairs:
         try:
             parsed = parse_model_name(given)
@@ -275,11 +278,8 @@ def main():
     argument_spec = api_argument_spec()
     argument_spec.update(
         name=dict(type="list", elements="str", aliases=["model"]),
-        models=dict(type="list", elements="dict", options=dict(
-            name=dict(type="str", required=True),
-            state=dict(type="str", default="present", choices=["present", "absent", "latest"]),
-        )),
-        state=dict(type="str", default="present", choices=["present", "absent", "latest"]),
+        models=dict(type="list", elements="raw"),
+        state=dict(type="str", default="present", choices=list(STATES)),
         insecure=dict(type="bool", default=False),
         purge=dict(type="bool", default=False),
     )
