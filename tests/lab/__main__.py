@@ -1,0 +1,88 @@
+"""The lab in one command: real Ollama builds, a release mirror, a registry and a fleet of systemd hosts.
+
+    python3 -m tests.lab up [--hosts N]      # build/fetch what is missing, boot the fleet, start the services
+    python3 -m tests.lab demo [--hosts N]    # up, run playbooks/site.yml on the fleet, print the fleet report
+    python3 -m tests.lab down                # stop everything the lab started
+"""
+import argparse
+import os
+import sys
+import time
+
+from tests.lab import fleet, ollama_build, services
+from tests.lab.ansible_run import collections_path, run_playbook
+from tests.lab.paths import LAB_STATE, REPO
+
+GROUP_VARS = REPO / "tests" / "lab" / "group_vars"
+
+
+def _write_group_vars(site):
+    """Lab facts in group_vars/all/lab.yml beside the inventory; the lab's site settings linked from the repo."""
+    gv = LAB_STATE / "group_vars"
+    (gv / "all").mkdir(parents=True, exist_ok=True)
+    lines = ["---", "# Written by `python3 -m tests.lab up`.",
+             "lab_mirror_url: %s" % site["mirror_url"],
+             "lab_registry: \"%s\"" % site["registry"],
+             "lab_ollama_versions: [%s]" % ", ".join('"%s"' % v for v in ollama_build.VERSIONS)]
+    (gv / "all" / "lab.yml").write_text("\n".join(lines) + "\n")
+    for src in GROUP_VARS.glob("*.yml"):
+        dest = gv / "all" / "site.yml" if src.name == "all.yml" else gv / src.name
+        if dest.is_symlink() or dest.exists():
+            dest.unlink()
+        dest.symlink_to(src)
+
+
+def up(n_hosts=3):
+    started = time.time()
+    for version in ollama_build.VERSIONS:
+        ollama_build.build(version)
+    try:
+        from tests.lab import codex_cli
+        codex_cli.ensure()
+    except ImportError:
+        pass
+    hosts = fleet.up(n_hosts)
+    site = services.start()
+    _write_group_vars(site)
+    collections_path()
+    print("lab up: %d hosts in %.0fs; inventory %s" % (len(hosts), time.time() - started, fleet.inventory_path()))
+    return hosts
+
+
+def down():
+    services.stop()
+    fleet.down()
+
+
+def playbook(name, *args):
+    run = run_playbook(REPO / "playbooks" / name, fleet.inventory_path(), args=args, capture=False)
+    return run.rc
+
+
+def demo(n_hosts=3):
+    up(n_hosts)
+    started = time.time()
+    rc = playbook("site.yml")
+    print("site playbook: exit %d in %.0fs" % (rc, time.time() - started))
+    if rc != 0:
+        return rc
+    return playbook("report.yml")
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(prog="python3 -m tests.lab")
+    parser.add_argument("command", choices=["up", "down", "demo"])
+    parser.add_argument("--hosts", type=int, default=int(os.environ.get("LAB_HOSTS", "3")))
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        sys.exit("the lab boots containers and network namespaces: run it as root")
+    if args.command == "up":
+        up(args.hosts)
+    elif args.command == "down":
+        down()
+    else:
+        sys.exit(demo(args.hosts))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
