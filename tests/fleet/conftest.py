@@ -21,6 +21,7 @@ class Lab:
     def __init__(self, hosts):
         self.hosts = hosts
         self.names = [h["name"] for h in hosts]
+        self.ips = {h["name"]: h["ip"] for h in hosts}
         self.inventory = fleet.inventory_path()
         self.site = json.loads(services.INFO.read_text())
 
@@ -31,7 +32,7 @@ class Lab:
 
     def ssh(self, host, command, check=True):
         """Run a shell command on a lab host; returns stdout (fails the test on a non-zero exit when check)."""
-        proc = fleet.ssh(host, "sh", "-c", command, timeout=120)
+        proc = fleet.ssh(self.ips[host], command, timeout=120)  # ssh hands the string to the remote shell
         if check:
             assert proc.returncode == 0, "%s: %s\n%s%s" % (host, command, proc.stdout, proc.stderr)
         return proc.stdout

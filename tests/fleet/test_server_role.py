@@ -1,0 +1,161 @@
+"""The server and models roles on the lab fleet: converge, idempotence, upgrade/rollback, bad archives, uninstall.
+
+Tests run in file order and share the fleet: the first converges bare hosts, the destructive ones use lab3 only.
+"""
+import hashlib
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.lab import ollama_build
+from tests.lab.paths import LAB_CACHE, LAB_STATE
+
+NEW, OLD = ollama_build.VERSIONS
+VICTIM = "lab3"
+
+
+def record(line):
+    """Keep the figures the closing note reports (converge/re-run times, changed counts)."""
+    with open(LAB_STATE / "measurements.txt", "a") as f:
+        f.write(line + "\n")
+
+
+def server_state(lab, host):
+    """What a user sees on the host: the version the API answers, the current link, the models."""
+    return dict(version=lab.api(host, "/api/version")["version"],
+                current=lab.ssh(host, "readlink /opt/ollama/current").strip(),
+                models=sorted(m["name"] for m in lab.api(host, "/api/tags")["models"]))
+
+
+@pytest.fixture(scope="module")
+def converged(lab):
+    run = lab.playbook("servers.yml")
+    record("converge servers.yml on %d hosts: %.1fs, changed=%s" % (len(lab.names), run.seconds, run.changed()))
+    assert run.rc == 0, run.output[-5000:]
+    return run
+
+
+def test_converge_from_bare_hosts(lab, converged):
+    for host in lab.names:
+        assert converged.stats[host]["changed"] > 0
+        assert converged.stats[host]["failed"] == 0
+        state = server_state(lab, host)
+        assert state["version"] == NEW
+        assert state["current"] == "/opt/ollama/versions/%s" % NEW
+        wanted = {"%s/lab/tiny:latest" % lab.site["registry"]}
+        if host in ("lab1", "lab3"):  # workstations
+            wanted.add("%s/lab/tiny:1b" % lab.site["registry"])
+        else:  # gpu_servers
+            wanted.add("%s/lab/small:latest" % lab.site["registry"])
+        assert set(state["models"]) == wanted
+        unit = lab.ssh(host, "systemctl show ollama -p User -p ActiveState -p UnitFileState")
+        assert "User=ollama" in unit and "ActiveState=active" in unit and "UnitFileState=enabled" in unit
+
+
+def test_second_run_changes_nothing(lab, converged):
+    run = lab.playbook("servers.yml")
+    record("re-run servers.yml on %d hosts: %.1fs, changed=%s" % (len(lab.names), run.seconds, run.changed()))
+    assert run.rc == 0, run.output[-3000:]
+    assert run.changed() == {host: 0 for host in lab.names}, run.output[-3000:]
+
+
+def test_check_mode_on_converged_fleet_predicts_no_change(lab, converged):
+    run = lab.playbook("servers.yml", check=True, diff=True)
+    assert run.rc == 0, run.output[-3000:]
+    assert run.changed() == {host: 0 for host in lab.names}, run.output[-3000:]
+
+
+def test_drift_is_seen_and_repaired_on_that_host_only(lab, converged):
+    """The idempotence checks above can fail: a host that drifted reports changes, the others none."""
+    registry = lab.site["registry"]
+    lab.ssh("lab1", "sed -i 's/OLLAMA_HOST=/OLLAMA_HOST=0.0.0.0:1/' /etc/systemd/system/ollama.service.d/10-environment.conf"
+            " && curl -fsS -X DELETE http://127.0.0.1:11434/api/delete -d '{\"model\": \"%s/lab/tiny:1b\"}'" % registry)
+    check = lab.playbook("servers.yml", check=True)
+    assert check.changed()["lab1"] >= 2 and check.changed()["lab2"] == 0, check.output[-3000:]
+    run = lab.playbook("servers.yml")
+    assert run.rc == 0, run.output[-3000:]
+    assert run.changed()["lab1"] >= 2 and run.changed()["lab2"] == 0
+    assert "%s/lab/tiny:1b" % registry in server_state(lab, "lab1")["models"]
+    assert lab.playbook("servers.yml", limit="lab1").changed() == {"lab1": 0}
+
+
+def _bad_mirror(name, mutate):
+    """A copy of the lab mirror for OLD with the archive changed by `mutate(bytes) -> bytes`."""
+    root = LAB_CACHE / "mirror" / name
+    shutil.rmtree(root, ignore_errors=True)
+    (root / ("v" + OLD)).mkdir(parents=True)
+    good = ollama_build.archive_path(OLD)
+    shutil.copy(good.parent / "sha256sum.txt", root / ("v" + OLD) / "sha256sum.txt")
+    (root / ("v" + OLD) / ollama_build.ASSET).write_bytes(mutate(good.read_bytes()))
+    return root
+
+
+@pytest.mark.parametrize("case", ["truncated", "flipped-byte", "wrong-checksum"])
+def test_bad_archive_fails_before_anything_changes(lab, converged, case):
+    before = server_state(lab, VICTIM)
+    extra = {"ollama_server_version": OLD}
+    if case == "wrong-checksum":
+        extra["ollama_server_checksum"] = "sha256:" + "0" * 64
+    else:
+        mutate = (lambda b: b[: len(b) // 2]) if case == "truncated" else (lambda b: b[:1000] + bytes([b[1000] ^ 1]) + b[1001:])
+        _bad_mirror("bad-" + case, mutate)
+        extra["ollama_server_download_base_url"] = "%s/bad-%s" % (lab.site["mirror_url"], case)
+    run = lab.playbook("servers.yml", limit=VICTIM, extra_vars=extra)
+    assert run.rc != 0
+    assert "(checksum mismatch). Nothing was installed; the running version is unchanged." in run.output
+    assert run.stats[VICTIM]["changed"] == 0, run.output[-3000:]
+    assert server_state(lab, VICTIM) == before
+    assert lab.ssh(VICTIM, "ls /opt/ollama/versions").split() == [NEW]
+
+
+def test_archive_from_the_controller_is_verified_there(lab, converged):
+    tmp = Path(tempfile.mkdtemp())
+    bad = tmp / ollama_build.ASSET
+    bad.write_bytes(b"not an archive")
+    before = server_state(lab, VICTIM)
+    good_sum = (ollama_build.archive_path(OLD).parent / "sha256sum.txt").read_text().split()[0]
+    run = lab.playbook("servers.yml", limit=VICTIM, extra_vars={
+        "ollama_server_version": OLD, "ollama_server_archive_src": str(bad),
+        "ollama_server_checksum": "sha256:" + good_sum})
+    assert run.rc != 0
+    assert "has sha256 %s, expected %s" % (hashlib.sha256(b"not an archive").hexdigest(), good_sum) in run.output
+    assert run.stats[VICTIM]["changed"] == 0
+    assert server_state(lab, VICTIM) == before
+    shutil.rmtree(tmp)
+
+
+def test_upgrade_and_roll_back_keep_models(lab, converged):
+    before = server_state(lab, VICTIM)
+    to_old = lab.playbook("servers.yml", limit=VICTIM, extra_vars={"ollama_server_version": OLD})
+    assert to_old.rc == 0, to_old.output[-3000:]
+    after_switch = server_state(lab, VICTIM)
+    assert after_switch["version"] == OLD
+    assert after_switch["current"] == "/opt/ollama/versions/%s" % OLD
+    assert after_switch["models"] == before["models"]
+    again = lab.playbook("servers.yml", limit=VICTIM, extra_vars={"ollama_server_version": OLD})
+    assert again.changed() == {VICTIM: 0}, again.output[-3000:]
+
+    back = lab.playbook("servers.yml", limit=VICTIM)
+    assert back.rc == 0, back.output[-3000:]
+    # rolling back is a switch of the link: both versions stay unpacked, nothing is downloaded again
+    assert server_state(lab, VICTIM) == before
+    assert sorted(lab.ssh(VICTIM, "ls /opt/ollama/versions").split()) == sorted([NEW, OLD])
+    record("upgrade/rollback on %s: %.1fs / %.1fs" % (VICTIM, to_old.seconds, back.seconds))
+
+
+def test_uninstall_leaves_no_unit_binary_or_user(lab, converged):
+    run = lab.playbook("servers.yml", limit=VICTIM, extra_vars={"ollama_server_state": "absent", "ollama_models": []})
+    assert run.rc == 0, run.output[-3000:]
+    leftovers = lab.ssh(VICTIM, "ls /etc/systemd/system/ollama.service /etc/systemd/system/ollama.service.d "
+                                "/usr/local/bin/ollama /opt/ollama 2>&1; getent passwd ollama; getent group ollama;"
+                                " systemctl is-active ollama", check=False)
+    assert leftovers.count("No such file or directory") == 4, leftovers
+    assert "ollama:" not in leftovers
+    assert leftovers.strip().endswith("inactive")
+    # models are kept unless asked
+    assert lab.ssh(VICTIM, "ls /usr/share/ollama/.ollama/models/manifests").strip()
+    again = lab.playbook("servers.yml", limit=VICTIM, extra_vars={"ollama_server_state": "absent", "ollama_models": []})
+    assert again.changed() == {VICTIM: 0}, again.output[-3000:]
