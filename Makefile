@@ -1,0 +1,41 @@
+# llmops.ollama: the two commands of the README are `make demo` and `make test`.
+PYTHON ?= python3
+HOSTS ?= 3
+PYTEST_ARGS ?=
+
+.PHONY: deps demo lab-up lab-down test unit integration fleet sanity lint build bench
+
+deps:                 ## install what the lab and the tests need (apt, pip; Go and npm from the machine)
+	@tests/lab/deps.sh
+
+demo: deps            ## boot the lab fleet, run the site playbook on it, print the fleet report
+	$(PYTHON) -m tests.lab demo --hosts $(HOSTS)
+
+lab-up: deps
+	$(PYTHON) -m tests.lab up --hosts $(HOSTS)
+
+lab-down:
+	$(PYTHON) -m tests.lab down
+
+test: deps            ## everything CI runs: sanity, lint, then unit, integration (real Ollama + registry) and fleet tests
+	tests/sanity/run.sh
+	ansible-lint
+	$(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests/unit tests/integration tests/fleet
+
+unit:
+	$(PYTHON) -m pytest -q tests/unit
+
+integration:
+	$(PYTHON) -m pytest -q tests/integration
+
+fleet:
+	$(PYTHON) -m pytest -q tests/fleet
+
+sanity:
+	tests/sanity/run.sh
+
+lint:
+	ansible-lint
+
+build:                ## the collection tarball
+	ansible-galaxy collection build --force --output-path .lab/
