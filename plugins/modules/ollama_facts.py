@@ -15,6 +15,9 @@ description:
   - Sets C(ansible_facts.ollama) with whether the server answers (and why not), its version, its models, the models
     loaded in memory, and the host's CPU, memory, disk where models are stored and GPUs.
   - The hardware is gathered even when the server is down; the module does not fail for an unreachable server.
+  - With the hardware it checks the host against O(requirements) (RAM, disk, CPU, GPU drivers and GPUs Ollama can use)
+    and, for the O(models) given, whether each would fit in GPU memory, in RAM, or not at all. Every result is a
+    sentence saying what was found and what to do. The module reports; it does not fail for a failed check.
 author:
   - llmops.ollama maintainers (@llmops)
 extends_documentation_fragment:
@@ -46,9 +49,91 @@ options:
       - Defaults to E(OLLAMA_MODELS) on the managed host, else C(/usr/share/ollama/.ollama/models) (the service user's
         store) when it exists, else C(~/.ollama/models).
     type: path
+  models:
+    description:
+      - Models to check for fit, such as C(llama3.2:3b) or C(registry.example.com:5000/site/coder:7b).
+      - The size comes from the server when it has the model, else from the model's manifest in its registry (read
+        from the managed host, before anything is pulled).
+      - Each model gets a result in C(check.models), and a model that cannot fit (memory or disk) fails the check.
+      - Needs V(hardware) in O(gather).
+    type: list
+    elements: str
+    default: []
+  insecure:
+    description:
+      - Read manifests of O(models) from registries over plain HTTP.
+    type: bool
+    default: false
+  requirements:
+    description:
+      - What the host must have. Each key that is not given keeps its default.
+      - The GPU minimums are Ollama's; the RAM and disk minimums are this collection's defaults.
+    type: dict
+    suboptions:
+      min_memory_gib:
+        description: RAM (total) the host must have, in GiB.
+        type: float
+        default: 4.0
+      min_disk_free_gib:
+        description: Free disk space where models are stored (O(models_path)), in GiB.
+        type: float
+        default: 10.0
+      min_vram_gib:
+        description: Free memory the usable GPUs must have together, in GiB, when the host has usable GPUs.
+        type: float
+        default: 0.0
+      require_gpu:
+        description: Fail the check when no GPU is usable (for GPU servers, where CPU inference is not acceptable).
+        type: bool
+        default: false
+      use_gpu:
+        description:
+          - Whether the server uses GPUs. V(false) (the server runs with E(CUDA_VISIBLE_DEVICES=-1) or on purpose on the
+            CPU) skips the GPU and driver checks and fits models in RAM.
+        type: bool
+        default: true
+      nvidia_min_compute_capability:
+        description: Lowest NVIDIA compute capability Ollama supports.
+        type: str
+        default: '5.0'
+      nvidia_min_driver:
+        description: Lowest NVIDIA driver version Ollama supports.
+        type: str
+        default: '550'
+      nvidia_legacy_max_compute_capability:
+        description: NVIDIA GPUs up to this compute capability need O(requirements.nvidia_legacy_min_driver).
+        type: str
+        default: '6.2'
+      nvidia_legacy_min_driver:
+        description: Lowest NVIDIA driver for GPUs up to O(requirements.nvidia_legacy_max_compute_capability).
+        type: str
+        default: '570'
+      amd_gfx_targets:
+        description: AMD LLVM targets Ollama's ROCm build supports (Ollama's list for ROCm v7 on Linux).
+        type: list
+        elements: str
+        default: [gfx908, gfx90a, gfx942, gfx950, gfx1010, gfx1012, gfx1030, gfx1100, gfx1101, gfx1102, gfx1103,
+                  gfx1150, gfx1151, gfx1200, gfx1201]
+      amd_gfx_override:
+        description:
+          - The E(HSA_OVERRIDE_GFX_VERSION) the server runs with (such as C(10.3.0)); AMD GPUs then count as usable
+            whatever their target.
+        type: str
+        default: ''
+      fit_margin_percent:
+        description:
+          - Memory a model needs beyond its size, in percent of its size (context cache and compute buffers).
+        type: int
+        default: 20
 notes:
   - Memory and disk figures come from psutil when it is installed, else from C(/proc) and C(statvfs) on Linux.
-  - GPUs are read with C(nvidia-smi) (NVIDIA) and from C(/sys/class/drm) (AMD) when present.
+  - NVIDIA GPUs are read with C(nvidia-smi); without it the PCI bus, C(/dev/nvidia*) and C(/proc/driver/nvidia/version)
+    still show that a GPU and which kernel driver are there.
+  - AMD GPUs are read from the amdgpu driver's sysfs (KFD topology and C(/sys/class/drm)), as Ollama reads them, with
+    C(rocm-smi) adding names when installed.
+  - The fit test compares a model's size (plus O(requirements.fit_margin_percent)) with the free memory of the usable
+    GPUs and the RAM available now; a model that fits only split between them runs partly on the CPU.
+  - See C(docs/hardware.md) in the collection for what each check means.
 seealso:
   - module: llmops.ollama.ollama_model
 """
@@ -65,6 +150,20 @@ EXAMPLES = r"""
 - name: Only the hardware (no server needed)
   llmops.ollama.ollama_facts:
     gather: [hardware]
+
+- name: Check a GPU server, and whether two models would fit, before pulling them
+  llmops.ollama.ollama_facts:
+    models:
+      - gpt-oss:20b
+      - qwen2.5-coder:32b
+    requirements:
+      require_gpu: true
+      min_vram_gib: 16
+
+- name: Say what is wrong, per host
+  ansible.builtin.assert:
+    that: ansible_facts.ollama.check.passed
+    fail_msg: "{{ ansible_facts.ollama.check.reasons }}"
 """
 
 RETURN = r"""
@@ -101,12 +200,58 @@ ansible_facts:
           type: list
           elements: dict
         hardware:
-          description: cpu, memory, disk (where models are stored), gpus, gpu_tools; each with its source.
+          description:
+            - C(cpu) (model, cores, threads, architecture, flags avx/avx2/avx512/fma/f16c/asimd), C(memory) (total, available,
+              swap), C(disk) (where models are stored), C(gpus) and C(gpu_drivers).
+            - Each section, and each GPU, has C(sources) saying where each figure was read.
+            - A GPU has vendor, index, name, uuid, pci_bus_id, vram_total_bytes, vram_free_bytes, driver_version,
+              compute_capability (NVIDIA) and gfx_target (AMD).
+            - C(gpu_drivers) has one entry per vendor (nvidia, amd; nvidia-jetson on Jetson boards) with whether GPU hardware
+              is present (PCI, device nodes), the kernel driver and its version, and whether the tool is installed and works.
+            - Null when V(hardware) was not gathered.
           type: dict
+        check:
+          description: The host checked against O(requirements), and the fit of O(models). Null without V(hardware).
+          type: dict
+          contains:
+            status:
+              description: V(pass), or V(fail) when any result failed.
+              type: str
+              sample: fail
+            passed:
+              description: Whether no result failed.
+              type: bool
+            compute:
+              description: Where Ollama would run models on this host.
+              type: str
+              choices: [gpu, cpu]
+            gpu_summary:
+              description: The usable GPUs in a few words, or C(CPU only).
+              type: str
+              sample: NVIDIA GeForce RTX 3090 24.0 GiB
+            usable_vram_bytes:
+              description: Free memory of the usable GPUs together.
+              type: int
+            reasons:
+              description: The messages of failed and warning results, in plain words.
+              type: list
+              elements: str
+              sample: ["NVIDIA GeForce RTX 2080 7.8 GiB: NVIDIA driver 440.64 is too old; Ollama needs 550 or newer..."]
+            driver_problems:
+              description: Failed driver results (a GPU is there but its driver is missing, broken or too old).
+              type: list
+              elements: str
+            results:
+              description: Every check with C(check), C(status) (pass, warn, fail), C(category) and C(message).
+              type: list
+              elements: dict
+            models:
+              description:
+                - One entry per model in O(models) with C(name), C(size_bytes), C(size_from) (server or registry),
+                  C(fits) (V(vram), V(split), V(ram) or V(none)), C(ok), C(message), or C(error) when it could not be checked.
+              type: list
+              elements: dict
 """
-
-import os
-import pwd
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -114,20 +259,20 @@ from ansible_collections.llmops.ollama.plugins.module_utils._client import (
     OllamaError,
     api_argument_spec,
     client_from_params,
+    manifest_size,
 )
+from ansible_collections.llmops.ollama.plugins.module_utils._hardware import default_models_path
 from ansible_collections.llmops.ollama.plugins.module_utils._hardware import gather as gather_hardware
+from ansible_collections.llmops.ollama.plugins.module_utils._names import InvalidModelName, parse_model_name
+from ansible_collections.llmops.ollama.plugins.module_utils._requirements import (
+    DEFAULTS,
+    add_model_results,
+    check_host,
+    fit_model,
+)
 
 MODEL_KEYS = ("name", "model", "digest", "size", "modified_at", "details")
 RUNNING_KEYS = ("name", "model", "digest", "size", "size_vram", "expires_at", "context_length", "details")
-
-
-def default_models_path():
-    if os.environ.get("OLLAMA_MODELS"):
-        return os.environ["OLLAMA_MODELS"]
-    service_store = "/usr/share/ollama/.ollama/models"
-    if os.path.isdir(service_store):
-        return service_store
-    return os.path.join(pwd.getpwuid(os.getuid()).pw_dir, ".ollama", "models")
 
 
 def server_facts(client):
@@ -142,11 +287,55 @@ def server_facts(client):
     return facts
 
 
+def requirements_spec():
+    types = dict(min_memory_gib="float", min_disk_free_gib="float", min_vram_gib="float", require_gpu="bool",
+                 use_gpu="bool", nvidia_min_compute_capability="str", nvidia_min_driver="str",
+                 nvidia_legacy_max_compute_capability="str", nvidia_legacy_min_driver="str", amd_gfx_targets="list",
+                 amd_gfx_override="str", fit_margin_percent="int")
+    spec = {}
+    for key, kind in types.items():
+        spec[key] = dict(type=kind, default=DEFAULTS[key])
+        if kind == "list":
+            spec[key]["elements"] = "str"
+    return spec
+
+
+def model_fits(client, facts, hardware, check, names, insecure):
+    """Fit results for `names`: sizes from the server when it has the model, else from the registry manifest."""
+    local = {}
+    for entry in facts.get("models") or []:
+        try:
+            local[parse_model_name(entry.get("name") or "").key] = entry
+        except InvalidModelName:
+            continue
+    fits, reserved = [], 0
+    for name in names:
+        fit = dict(name=name)
+        try:
+            parsed = parse_model_name(name)
+            have = local.get(parsed.key)
+            if have and have.get("size"):
+                fit.update(size_from="server", **fit_model(int(have["size"]), hardware, check, download_bytes=0))
+            else:
+                _digest, manifest = client.registry_manifest(parsed, insecure or parsed.scheme == "http")
+                size = manifest_size(manifest)
+                download = client.missing_bytes(manifest) if facts.get("reachable") else size
+                fit.update(size_from="registry", **fit_model(size, hardware, check, download, reserved))
+                reserved += download
+        except (InvalidModelName, OllamaError) as exc:
+            fit.update(size_bytes=None, fits=None, ok=None, error=str(exc))
+        fits.append(fit)
+    return fits
+
+
 def main():
     argument_spec = api_argument_spec()
     argument_spec.update(
         gather=dict(type="list", elements="str", choices=["server", "hardware"], default=["server", "hardware"]),
         models_path=dict(type="path"),
+        models=dict(type="list", elements="str", default=[]),
+        insecure=dict(type="bool", default=False),
+        requirements=dict(type="dict", options=requirements_spec()),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     try:  # bad connection options fail; an unreachable server does not
@@ -154,12 +343,20 @@ def main():
     except OllamaError as exc:
         module.fail_json(msg=exc.msg)
     facts = dict(reachable=None, error=None, base_url=client.base_url, version=None, models=[], running=[],
-                 hardware=None)
+                 hardware=None, check=None)
     if "server" in module.params["gather"]:
         facts.update(server_facts(client))
     if "hardware" in module.params["gather"]:
-        facts["hardware"] = gather_hardware(module.params["models_path"] or default_models_path(),
-                                            module.run_command, module.get_bin_path)
+        hardware = gather_hardware(module.params["models_path"] or default_models_path(), module.run_command,
+                                   module.get_bin_path)
+        facts["hardware"] = hardware
+        check = check_host(hardware, module.params["requirements"])
+        if module.params["models"]:
+            check = add_model_results(check, model_fits(client, facts, hardware, check, module.params["models"],
+                                                        module.params["insecure"]))
+        facts["check"] = check
+    elif module.params["models"]:
+        module.fail_json(msg="models needs the hardware: add hardware to gather")
     module.exit_json(changed=False, ansible_facts=dict(ollama=facts))
 
 
