@@ -306,6 +306,6 @@ def add_model_results(check, fits):
             status = "warn"
         else:
             status = "pass"
-        _result(check["results"], "model", status, "%s (%s): %s" % (fit["name"], human(fit["size_bytes"]),
-                                                                  fit["message"]), "model")
+        message = "%s (%s): %s" % (fit["name"], human(fit["size_bytes"]), fit["message"])
+        _result(check["results"], "model", status, message, "model")
     return summarize(check)

@@ -321,7 +321,7 @@ def model_fits(client, facts, hardware, check, names, insecure):
                 size = manifest_size(manifest)
                 download = client.missing_bytes(manifest) if facts.get("reachable") else size
                 fit.update(size_from="registry", **fit_model(size, hardware, check, download, reserved))
-                reserved += download
+                reserved += download if fit["ok"] else 0  # what the pulls that can happen would take
         except (InvalidModelName, OllamaError) as exc:
             fit.update(size_bytes=None, fits=None, ok=None, error=str(exc))
         fits.append(fit)

@@ -69,6 +69,22 @@ options:
       - Also remove every model on the server that is not listed in O(name) or O(models).
     type: bool
     default: false
+  fit_check:
+    description:
+      - Before pulling, check that each model to pull fits this host, from its size in the registry manifest plus
+        a margin for its context. It must fit in the free memory of the GPUs Ollama can use, split with RAM, or in
+        RAM, and its download must fit on the disk where models are stored.
+      - V(fail) refuses to pull when a model cannot fit, and then nothing is pulled by the task (nor in check mode);
+        V(warn) pulls anyway with a warning; V(off) skips the check.
+      - The default is V(warn), so a playbook that pulled before still pulls; GPU servers where a model that cannot
+        run is a mistake should set V(fail).
+      - The check reads the hardware of the host the module runs on, so it applies when the server is on that host
+        (O(base_url) on loopback); for a server elsewhere it is skipped with a warning (run the task on the server
+        host with C(delegate_to) to check it). The C(llmops.ollama.ollama_facts) module reports the same fit for any
+        host, with configurable requirements.
+    type: str
+    choices: [fail, warn, 'off']
+    default: warn
 seealso:
   - module: llmops.ollama.ollama_facts
 notes:
@@ -163,9 +179,17 @@ models:
     rate:
       description: Download rate of the pull in bytes per second.
       type: int
+    fit:
+      description:
+        - For models to pull, when O(fit_check) ran. C(fits) is V(vram), V(split), V(ram) or V(none); C(ok) is false
+          when the model cannot fit in memory or on disk; C(message) says why.
+      type: dict
+      returned: when O(fit_check) checked the model
+      sample: {"fits": "none", "ok": false, "message": "does not fit: needs about 1.2 TiB of memory, ..."}
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.six.moves.urllib.parse import urlsplit
 
 from ansible_collections.llmops.ollama.plugins.module_utils._client import (
     OllamaError,
@@ -175,7 +199,10 @@ from ansible_collections.llmops.ollama.plugins.module_utils._client import (
     client_from_params,
     manifest_size,
 )
+from ansible_collections.llmops.ollama.plugins.module_utils._hardware import default_models_path
+from ansible_collections.llmops.ollama.plugins.module_utils._hardware import gather as gather_hardware
 from ansible_collections.llmops.ollama.plugins.module_utils._names import InvalidModelName, parse_model_name
+from ansible_collections.llmops.ollama.plugins.module_utils._requirements import check_host, fit_model, human
 
 
 STATES = ("present", "absent", "latest")
@@ -270,6 +297,31 @@ def plan(module, client, wanted, local):
     return steps, warnings
 
 
+def fit_checks(module, client, steps):
+    """Fit each model to pull on this host (fit_check). Returns (refusals, warnings); sets step["fit"]."""
+    pulls = [s for s in steps if s["action"] in ("pulled", "updated")]
+    if module.params["fit_check"] == "off" or not pulls:
+        return [], []
+    if urlsplit(client.base_url).hostname not in ("127.0.0.1", "::1", "localhost"):
+        return [], ["fit_check skipped: the server at %s is not on this host, whose hardware the check reads; run the "
+                    "task on the server host (delegate_to) to check the fit" % client.base_url]
+    hardware = gather_hardware(default_models_path(), module.run_command, module.get_bin_path)
+    check = check_host(hardware)
+    refusals, warnings, reserved = [], [], 0
+    for step in pulls:
+        if step["size"] is None:
+            warnings.append("fit_check: the size of '%s' is unknown (its registry is not readable from this host)"
+                            % step["name"])
+            continue
+        fit = fit_model(step["size"], hardware, check, step["bytes"], reserved)
+        reserved += (step["bytes"] or 0) if fit["ok"] else 0
+        step["fit"] = dict(fits=fit["fits"], ok=fit["ok"], message=fit["message"])
+        if not fit["ok"]:
+            text = "'%s' (%s) %s" % (step["name"], human(step["size"]), fit["message"].rstrip("."))
+            (refusals if module.params["fit_check"] == "fail" else warnings).append(text)
+    return refusals, warnings
+
+
 def model_list(names):
     return "".join("%s\n" % n for n in sorted(names))
 
@@ -282,6 +334,7 @@ def main():
         state=dict(type="str", default="present", choices=list(STATES)),
         insecure=dict(type="bool", default=False),
         purge=dict(type="bool", default=False),
+        fit_check=dict(type="str", default="warn", choices=["fail", "warn", "off"]),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            mutually_exclusive=[("name", "models")], required_one_of=[("name", "models")])
@@ -292,6 +345,14 @@ def main():
         steps, warnings = plan(module, client, wanted, local)
     except (InvalidModelName, OllamaError) as exc:
         module.fail_json(msg=str(exc), models=[])
+    refusals, fit_warnings = fit_checks(module, client, steps)
+    warnings.extend(fit_warnings)
+    if refusals:
+        refused = [dict(step, action="none", changed=False, digest_after=step["digest_before"], bytes=0)
+                   for step in steps]
+        module.fail_json(msg="refusing to pull (fit_check: fail): %s. Nothing was pulled; set fit_check: warn to pull "
+                         "anyway." % "; ".join(refusals), changed=False,
+                         models=[dict((k, v) for k, v in step.items() if k != "parsed") for step in refused])
 
     for warning in warnings:
         module.warn(warning)
