@@ -170,11 +170,13 @@ class OllamaClient(object):
             self.headers["Authorization"] = "Bearer %s" % api_token
 
     # -- transport ---------------------------------------------------------------------------------
-    def _open(self, url, method="GET", body=None, headers=None, server=True):
-        """Open `url`; map every transport failure to an OllamaError. Returns the open response."""
+    def _open(self, url, method="GET", body=None, headers=None, server=True, data=None):
+        """Open `url`; map every transport failure to an OllamaError. Returns the open response.
+
+        `body` is sent as JSON; `data` (bytes or a file) as it is.
+        """
         all_headers = dict(self.headers) if server else {}
         all_headers.update(headers or {})
-        data = None
         if body is not None:
             data = json.dumps(body).encode("utf-8")
             all_headers.setdefault("Content-Type", "application/json")
@@ -244,6 +246,13 @@ class OllamaClient(object):
         """Bytes of `manifest`'s blobs that the server does not have yet: what a pull will download."""
         return sum(int(b.get("size") or 0) for b in manifest_blobs(manifest) if not self.has_blob(b.get("digest", "")))
 
+    def push_blob(self, digest, path):
+        """Upload the file at `path` as blob `digest` to the server, which verifies the digest before keeping it."""
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            self._open(self.base_url + "/api/blobs/" + digest, "POST", data=f,
+                       headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"}).close()
+
     def copy(self, source, destination):
         self._json("/api/copy", "POST", {"source": source, "destination": destination})
 
@@ -300,6 +309,14 @@ class OllamaClient(object):
         return result
 
     # -- registry -------------------------------------------------------------------------------------
+    def registry_manifest_bytes(self, name, insecure=False):
+        """The manifest of a parsed ModelName, as the registry serves it (the bytes Ollama stores)."""
+        resp = self._open(name.manifest_url(insecure), headers={"Accept": MANIFEST_TYPE}, server=False)
+        try:
+            return resp.read()
+        finally:
+            resp.close()
+
     def registry_manifest(self, name, insecure=False):
         """Fetch the registry manifest of a parsed ModelName. Returns (hex digest, manifest dict).
 
@@ -307,16 +324,39 @@ class OllamaClient(object):
         once the model is pulled.
         """
         url = name.manifest_url(insecure)
-        resp = self._open(url, headers={"Accept": MANIFEST_TYPE}, server=False)
-        try:
-            raw = resp.read()
-        finally:
-            resp.close()
+        raw = self.registry_manifest_bytes(name, insecure)
         try:
             manifest = json.loads(raw.decode("utf-8"))
         except ValueError:
             raise OllamaError("the registry answered %s with something that is not a manifest" % url, url=url)
         return hashlib.sha256(raw).hexdigest(), manifest
+
+    def fetch_blob(self, name, digest, dest, insecure=False, chunk=1 << 20):
+        """Download a registry blob of `name` to `dest`, verifying its sha256 on the way. Returns bytes written.
+
+        The data goes to `dest`.partial and is renamed only when complete and verified.
+        """
+        url = name.blob_url(digest, insecure)
+        partial = dest + ".partial"
+        resp = self._open(url, server=False)
+        h, written = hashlib.sha256(), 0
+        try:
+            with open(partial, "wb") as out:
+                for block in iter(lambda: resp.read(chunk), b""):
+                    h.update(block)
+                    out.write(block)
+                    written += len(block)
+        except (socket.error, HTTPException) as exc:
+            raise OllamaError("downloading %s from %s failed after %d bytes: %s; run again to finish"
+                              % (digest, _origin(url), written, _short(exc)), url=url)
+        finally:
+            resp.close()
+        if "sha256:" + h.hexdigest() != digest:
+            os.unlink(partial)
+            raise OllamaError("the registry at %s sent a blob whose sha256 is %s, not %s; nothing was kept"
+                              % (_origin(url), h.hexdigest(), digest), url=url)
+        os.rename(partial, dest)
+        return written
 
 
 def manifest_blobs(manifest):

@@ -46,8 +46,15 @@ class ModelName(namedtuple("ModelName", "host namespace model tag scheme")):
 
     def manifest_url(self, insecure=False):
         """Where the registry serves this name's manifest (Docker Distribution v2 protocol)."""
+        return "%s/manifests/%s" % (self._repository_url(insecure), self.tag)
+
+    def blob_url(self, digest, insecure=False):
+        """Where the registry serves a blob of this name's repository."""
+        return "%s/blobs/%s" % (self._repository_url(insecure), digest)
+
+    def _repository_url(self, insecure):
         scheme = "http" if insecure else self.scheme
-        return "%s://%s/v2/%s/%s/manifests/%s" % (scheme, self.host, self.namespace, self.model, self.tag)
+        return "%s://%s/v2/%s/%s" % (scheme, self.host, self.namespace, self.model)
 
 
 def _cut_last(value, sep):
@@ -117,3 +124,41 @@ def _validated(parsed, original):
     for kind in ("host", "namespace", "model", "tag"):
         _check_part(kind, getattr(parsed, kind), original)
     return parsed
+
+
+STATES = ("present", "absent", "latest")
+
+
+def parse_model_list(items, default_state):
+    """[(given name, ModelName, state)] from a list of names or {name, state} dictionaries.
+
+    Raises InvalidModelName listing every bad item (invalid names, unknown keys or states, a model listed twice
+    with different states), so nothing is done for a list with a mistake in it.
+    """
+    errors, seen, wanted, pairs = [], {}, [], []
+    for item in items:
+        if isinstance(item, dict):
+            unknown = sorted(set(item) - set(("name", "state")))
+            state = item.get("state", default_state)
+            if unknown or "name" not in item or state not in STATES:
+                errors.append("models item %r: give 'name' and optionally 'state' (one of %s)%s"
+                              % (item, ", ".join(STATES), "; unknown keys: %s" % ", ".join(unknown) if unknown else ""))
+                continue
+            pairs.append((item["name"], state))
+        else:
+            pairs.append((item, default_state))
+    for given, state in pairs:
+        try:
+            parsed = parse_model_name(given)
+        except InvalidModelName as exc:
+            errors.append(str(exc))
+            continue
+        if parsed.key in seen:
+            if seen[parsed.key] != state:
+                errors.append("model '%s' is listed twice, as %s and as %s: keep one" % (given, seen[parsed.key], state))
+            continue
+        seen[parsed.key] = state
+        wanted.append((given.strip(), parsed, state))
+    if errors:
+        raise InvalidModelName("; ".join(errors))
+    return wanted

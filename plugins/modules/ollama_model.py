@@ -201,43 +201,19 @@ from ansible_collections.llmops.ollama.plugins.module_utils._client import (
 )
 from ansible_collections.llmops.ollama.plugins.module_utils._hardware import default_models_path
 from ansible_collections.llmops.ollama.plugins.module_utils._hardware import gather as gather_hardware
-from ansible_collections.llmops.ollama.plugins.module_utils._names import InvalidModelName, parse_model_name
+from ansible_collections.llmops.ollama.plugins.module_utils._names import (
+    STATES,
+    InvalidModelName,
+    parse_model_list,
+    parse_model_name,
+)
 from ansible_collections.llmops.ollama.plugins.module_utils._requirements import check_host, fit_model, human
-
-
-STATES = ("present", "absent", "latest")
 
 
 def wanted_models(params):
     """[(given name, ModelName, state)] from name/models; fails early on invalid names or conflicts."""
-    errors, seen, wanted = [], {}, []
-    pairs = []
-    for item in params["models"] if params["models"] is not None else params["name"] or []:
-        if isinstance(item, dict):
-            unknown = sorted(set(item) - set(("name", "state")))
-            state = item.get("state", params["state"])
-            if unknown or "name" not in item or state not in STATES:
-                errors.append("models item %r: give 'name' and optionally 'state' (one of %s)%s"
-                              % (item, ", ".join(STATES), "; unknown keys: %s" % ", ".join(unknown) if unknown else ""))
-                continue
-            pairs.append((item["name"], state))
-        else:
-            pairs.append((item, params["state"]))
-    for given, state in pairs:
-        try:
-            parsed = parse_model_name(given)
-        except InvalidModelName as exc:
-            errors.append(str(exc))
-            continue
-        if parsed.key in seen:
-            if seen[parsed.key] != state:
-                errors.append("model '%s' is listed twice, as %s and as %s: keep one" % (given, seen[parsed.key], state))
-            continue
-        seen[parsed.key] = state
-        wanted.append((given.strip(), parsed, state))
-    if errors:
-        raise InvalidModelName("; ".join(errors))
-    return wanted
+    items = params["models"] if params["models"] is not None else params["name"] or []
+    return parse_model_list(items, params["state"])
 
 
 def local_models(client):
