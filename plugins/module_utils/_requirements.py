@@ -267,17 +267,21 @@ def fit_model(size_bytes, hardware, check, download_bytes=None, disk_reserved_by
     ram = memory.get("available_bytes") or 0
     gpus = len(check.get("usable_gpus") or [])
     where = "%s on %d GPU%s" % (human(vram), gpus, "" if gpus == 1 else "s")
+    if gpus and not vram:  # usable GPUs that did not report their memory (nvidia-smi without memory columns)
+        no_vram = "GPU memory not reported, so whether it fits there is unknown"
+    else:
+        no_vram = "no usable GPU"
     if need <= vram and vram:
         fits, message = "vram", "fits in GPU memory: needs about %s, %s free." % (human(need), where)
     elif vram and need <= vram + ram:
         fits, message = "split", ("fits only split between GPU and CPU (slower): needs about %s, %s free and %s of "
                                   "RAM available." % (human(need), where, human(ram)))
     elif need <= ram:
-        fits, message = "ram", "runs on the CPU from RAM: needs about %s, %s of RAM available%s." % (
-            human(need), human(ram), " (GPU memory %s is too small)" % where if vram else " (no usable GPU)")
+        fits, message = "ram", "runs on the CPU from RAM: needs about %s, %s of RAM available (%s)." % (
+            human(need), human(ram), "GPU memory %s is too small" % where if vram else no_vram)
     else:
-        fits, message = "none", "does not fit: needs about %s of memory, the host has %s of RAM available%s." % (
-            human(need), human(ram), " and %s" % where if vram else " and no usable GPU")
+        fits, message = "none", "does not fit: needs about %s of memory, the host has %s of RAM available and %s." % (
+            human(need), human(ram), where if vram else no_vram)
     result = dict(size_bytes=size_bytes, need_bytes=need, fits=fits, message=message, disk_ok=True)
     disk = hardware.get("disk") or {}
     if download_bytes and disk.get("free_bytes") is not None:

@@ -204,6 +204,16 @@ def test_fit_messages(tmp_path):
         "runs on the CPU from RAM: needs about 12.0 GiB, 30.0 GiB of RAM available (no usable GPU).")
 
 
+def test_fit_with_gpus_that_do_not_report_memory(tmp_path):
+    hardware = recorded(tmp_path, Tools(nvidia_smi=(0, text("nvidia/triton-8070_two-gpus.csv"), "")))
+    check = rq.check_host(hardware)
+    fit = rq.fit_model(4 * GIB, hardware, check)
+    assert fit["fits"] == "ram" and fit["ok"]
+    assert fit["message"].endswith("(GPU memory not reported, so whether it fits there is unknown).")
+    result = rq.add_model_results(check, [dict(name="m", **fit)])
+    assert result["passed"] and by_check(result, "model")[0]["status"] == "warn"
+
+
 def test_fit_counts_the_disk():
     hardware = host(disk_free_gib=5)
     check = rq.check_host(hardware, dict(min_disk_free_gib=1))
