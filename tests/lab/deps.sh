@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 packages=(docker-registry debootstrap systemd-container iproute2 openssh-client zstd tar curl ca-certificates
-          git npm golang-go)
+          git npm golang-go nftables)
 missing=()
 for pkg in "${packages[@]}"; do
   case "$pkg" in

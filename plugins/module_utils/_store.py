@@ -1,0 +1,128 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) llmops.ollama contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Ollama's on-disk store layout, which is also the layout of a model bundle.
+
+``<root>/manifests/<host>/<namespace>/<model>/<tag>`` holds a manifest exactly as the registry served it, and
+``<root>/blobs/sha256-<hex>`` each blob. Any server's OLLAMA_MODELS directory is a bundle, and a bundle can be
+carried into an air-gapped site as a plain directory.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import json
+import os
+import pwd
+import tempfile
+
+from ansible_collections.llmops.ollama.plugins.module_utils._names import InvalidModelName, parse_model_name
+
+
+def default_models_dir():
+    """The server's store on this host: OLLAMA_MODELS, else the service user's (when it exists), else ~/.ollama/models."""
+    if os.environ.get("OLLAMA_MODELS"):
+        return os.environ["OLLAMA_MODELS"]
+    service_store = "/usr/share/ollama/.ollama/models"
+    if os.path.isdir(service_store):
+        return service_store
+    return os.path.join(pwd.getpwuid(os.getuid()).pw_dir, ".ollama", "models")
+
+
+def manifest_path(root, name):
+    """Path of a parsed ModelName's manifest under `root` (host, namespace, model, tag as written in the name)."""
+    return os.path.join(root, "manifests", name.host, name.namespace, name.model, name.tag)
+
+
+def find_manifest(root, name):
+    """The existing manifest file of `name` under `root`, matched case-insensitively as Ollama does, or None."""
+    path = root
+    for part in ("manifests", name.host, name.namespace, name.model, name.tag):
+        if not os.path.isdir(path):
+            return None
+        wanted = part.lower()
+        match = [entry for entry in os.listdir(path) if entry.lower() == wanted]
+        if not match:
+            return None
+        path = os.path.join(path, sorted(match)[0])
+    return path if os.path.isfile(path) else None
+
+
+def blob_path(root, digest):
+    return os.path.join(root, "blobs", digest.replace(":", "-"))
+
+
+def sha256_file(path, chunk=1 << 20):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_manifest(path):
+    """(hex digest of the bytes, parsed manifest) of a manifest file."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    return hashlib.sha256(raw).hexdigest(), json.loads(raw.decode("utf-8"))
+
+
+def atomic_write(path, data, owner_of=None):
+    """Write `data` to `path` through a temporary file in the same directory and a rename.
+
+    With `owner_of`, the new file and any directory made get that path's owner and group.
+    """
+    directory = os.path.dirname(path)
+    made = []
+    probe = directory
+    while not os.path.isdir(probe):
+        made.append(probe)
+        probe = os.path.dirname(probe)
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        if owner_of:
+            st = os.stat(owner_of)
+            for entry in made + [tmp]:
+                os.chown(entry, st.st_uid, st.st_gid)
+        os.rename(tmp, path)
+    except Exception:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def bundle_index(root):
+    """What a store or bundle holds: {"models": {short name: {digest, size, blobs, manifest}}}.
+
+    `manifest` is the manifest text exactly as stored, so a host can write the same bytes (and digest).
+    """
+    models = {}
+    top = os.path.join(root, "manifests")
+    for host in sorted(os.listdir(top)) if os.path.isdir(top) else []:
+        for namespace in sorted(os.listdir(os.path.join(top, host))):
+            for model in sorted(os.listdir(os.path.join(top, host, namespace))):
+                for tag in sorted(os.listdir(os.path.join(top, host, namespace, model))):
+                    path = os.path.join(top, host, namespace, model, tag)
+                    if tag.startswith(".") or not os.path.isfile(path):
+                        continue
+                    try:
+                        name = parse_model_name("%s/%s/%s:%s" % (host, namespace, model, tag))
+                        digest, manifest = read_manifest(path)
+                    except (InvalidModelName, ValueError):
+                        continue
+                    blobs = [b["digest"] for b in (manifest.get("layers") or []) + [manifest.get("config") or {}]
+                             if b.get("digest")]
+                    with open(path, "rb") as f:
+                        text = f.read().decode("utf-8")
+                    models[name.short] = dict(digest=digest, blobs=blobs, manifest=text,
+                                              size=sum(int(b.get("size") or 0) for b in
+                                                       (manifest.get("layers") or []) + [manifest.get("config") or {}]))
+    return dict(models=models)

@@ -1,0 +1,232 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) llmops.ollama contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: ollama_import
+short_description: Put models from a bundle into an Ollama server, with no registry
+version_added: 0.1.0
+description:
+  - Makes the server have the listed models exactly as a bundle made by M(llmops.ollama.ollama_bundle) holds them,
+    for hosts that cannot (or should not) reach a registry.
+  - In check mode it reports which blobs the server lacks (RV(missing_blobs)); copy those from the bundle into
+    O(staging_dir) and run it again to import them. The P(llmops.ollama.models#role) role does both steps.
+  - Blobs are uploaded through the server's own API, which verifies each sha256 before keeping it; the manifest is
+    written last, atomically, with the bundle's exact bytes, so the server lists the model (same digest as a pull
+    from the registry) without a restart. An interrupted import leaves no half-written model.
+author:
+  - llmops.ollama maintainers (@llmops)
+extends_documentation_fragment:
+  - llmops.ollama.api
+  - llmops.ollama.api.attributes
+  - llmops.ollama.attributes
+attributes:
+  check_mode:
+    support: full
+    details: Reports the models that would be imported and the blobs to stage.
+  diff_mode:
+    support: full
+    details: The server's model list before and after.
+  idempotent:
+    support: full
+options:
+  models:
+    description:
+      - Models to import; each a name, or a dictionary with C(name) and C(state). V(present) imports a missing model;
+        V(latest) also replaces one whose digest differs from the bundle's. V(absent) items are ignored here (use
+        M(llmops.ollama.ollama_model)).
+    type: list
+    elements: raw
+    required: true
+  index:
+    description: The bundle's C(index.json), as a dictionary (read it on the controller).
+    type: dict
+    required: true
+  staging_dir:
+    description: Directory on the host where the missing blobs have been copied (as C(sha256-<hex>) files).
+    type: path
+    default: /var/tmp/ollama-bundle
+  models_dir:
+    description:
+      - The server's model store (E(OLLAMA_MODELS)) on this host, where the manifest is written.
+      - Defaults to E(OLLAMA_MODELS), else C(/usr/share/ollama/.ollama/models) when it exists.
+    type: path
+notes:
+  - Must run on the server's host, as root or the service user, since the manifest is written into its store.
+"""
+
+EXAMPLES = r"""
+- name: Find what the server lacks
+  llmops.ollama.ollama_import:
+    models: [llama3.2:3b]
+    index: "{{ lookup('ansible.builtin.file', '/srv/ollama-bundle/index.json') | from_json }}"
+  check_mode: true
+  register: plan
+
+- name: Stage the missing blobs from the bundle on the controller
+  ansible.builtin.copy:
+    src: "/srv/ollama-bundle/blobs/{{ item.digest | replace(':', '-') }}"
+    dest: "/var/tmp/ollama-bundle/"
+    mode: "0644"
+  loop: "{{ plan.missing_blobs }}"
+
+- name: Import them
+  llmops.ollama.ollama_import:
+    models: [llama3.2:3b]
+    index: "{{ lookup('ansible.builtin.file', '/srv/ollama-bundle/index.json') | from_json }}"
+  when: plan is changed
+"""
+
+RETURN = r"""
+models:
+  description: One entry per model.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The name as given.
+      type: str
+    model:
+      description: The name as the server lists it.
+      type: str
+    action:
+      description: What was done (or would be, in check mode).
+      type: str
+      choices: [none, imported, updated]
+    digest_before:
+      description: Digest the server had, or null.
+      type: str
+    digest_after:
+      description: Digest the server has after the task (the bundle's).
+      type: str
+missing_blobs:
+  description: Blobs the server lacks and that are not staged yet (digest and size), for the models to import.
+  returned: always
+  type: list
+  elements: dict
+staged_bytes:
+  description: Bytes uploaded to the server from the staging directory.
+  returned: always
+  type: int
+"""
+
+import json
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.llmops.ollama.plugins.module_utils._client import (
+    OllamaError,
+    api_argument_spec,
+    client_from_params,
+    manifest_blobs,
+)
+from ansible_collections.llmops.ollama.plugins.module_utils._names import InvalidModelName, parse_model_list
+from ansible_collections.llmops.ollama.plugins.module_utils._store import (
+    atomic_write,
+    default_models_dir,
+    find_manifest,
+    manifest_path,
+)
+
+
+def bundle_entry(index, name):
+    for short, entry in (index.get("models") or {}).items():
+        if short.lower() == name.short.lower():
+            return entry
+    return None
+
+
+def main():
+    argument_spec = api_argument_spec()
+    argument_spec.update(
+        models=dict(type="list", elements="raw", required=True),
+        index=dict(type="dict", required=True),
+        staging_dir=dict(type="path", default="/var/tmp/ollama-bundle"),
+        models_dir=dict(type="path"),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    staging = module.params["staging_dir"]
+    models_dir = module.params["models_dir"] or default_models_dir()
+    try:
+        wanted = [w for w in parse_model_list(module.params["models"], "present") if w[2] != "absent"]
+        client = client_from_params(module.params)
+        local = {}
+        for entry in client.tags():
+            local[entry.get("name", "").lower()] = entry
+    except (InvalidModelName, OllamaError) as exc:
+        module.fail_json(msg=str(exc))
+
+    steps, missing, errors = [], {}, []
+    for given, name, state in wanted:
+        entry = bundle_entry(module.params["index"], name)
+        have = local.get(name.short.lower())
+        if entry is None:
+            errors.append("'%s' is not in the bundle; add it with llmops.ollama.ollama_bundle" % given)
+            continue
+        step = dict(name=given, model=name.short, state=state, action="none",
+                    digest_before=have and have.get("digest"), digest_after=have and have.get("digest"))
+        steps.append((step, name, entry))
+        if have and (state == "present" or have.get("digest") == entry["digest"]):
+            continue
+        step.update(action="updated" if have else "imported", digest_after=entry["digest"])
+        manifest = json.loads(entry["manifest"])
+        try:
+            for blob in manifest_blobs(manifest):
+                if blob["digest"] not in missing and not client.has_blob(blob["digest"]):
+                    missing[blob["digest"]] = int(blob.get("size") or 0)
+        except OllamaError as exc:
+            module.fail_json(msg=exc.msg)
+    if errors:
+        module.fail_json(msg="; ".join(errors))
+
+    def staged(digest):
+        return os.path.join(staging, digest.replace(":", "-"))
+
+    missing_blobs = [dict(digest=d, size=size) for d, size in missing.items() if not os.path.isfile(staged(d))]
+    changed = any(s["action"] != "none" for s, _n, _e in steps)
+    uploaded = 0
+    if not module.check_mode and changed:
+        if missing_blobs:
+            module.fail_json(msg="%d blob(s) are neither on the server nor staged in %s: copy them from the bundle "
+                                 "first (run this module in check mode to list them)" % (len(missing_blobs), staging),
+                             missing_blobs=missing_blobs)
+        try:
+            for digest in missing:
+                client.push_blob(digest, staged(digest))
+                uploaded += os.path.getsize(staged(digest))
+                os.unlink(staged(digest))
+            for step, name, entry in steps:
+                if step["action"] == "none":
+                    continue
+                target = find_manifest(models_dir, name) or manifest_path(models_dir, name)
+                atomic_write(target, entry["manifest"].encode("utf-8"), owner_of=models_dir)
+            now = dict((e.get("name", "").lower(), e) for e in client.tags())
+        except OllamaError as exc:
+            module.fail_json(msg="importing into the server at %s: %s" % (client.base_url, exc.msg))
+        except (IOError, OSError) as exc:
+            module.fail_json(msg="importing into %s failed: %s (check the disk and that models_dir is the server's "
+                                 "OLLAMA_MODELS)" % (models_dir, exc))
+        for step, name, entry in steps:
+            listed = now.get(name.short.lower())
+            if step["action"] != "none" and (not listed or listed.get("digest") != entry["digest"]):
+                module.fail_json(msg="the server at %s does not list %s after the import: is %s its OLLAMA_MODELS?"
+                                     % (client.base_url, name.short, models_dir))
+    results = [s for s, _n, _e in steps]
+    result = dict(changed=changed, models=results, missing_blobs=missing_blobs if module.check_mode else [],
+                  staged_bytes=uploaded)
+    if module._diff:
+        before = sorted(e.get("name") for e in local.values())
+        after = sorted(set(before) | set(s["model"] for s in results if s["action"] != "none"))
+        result["diff"] = dict(before="".join(n + "\n" for n in before), after="".join(n + "\n" for n in after))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
