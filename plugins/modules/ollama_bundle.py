@@ -46,6 +46,12 @@ options:
     type: list
     elements: raw
     default: []
+  merge:
+    description:
+      - The list gathers many hosts' lists (as the P(llmops.ollama.models#role) role does): a model may appear more than
+        once, V(latest) wins over V(present), and V(absent) items are ignored (a bundle serves every host).
+    type: bool
+    default: false
   insecure:
     description: Allow plain-HTTP registries.
     type: bool
@@ -124,7 +130,11 @@ from ansible_collections.llmops.ollama.plugins.module_utils._client import (
     manifest_blobs,
     manifest_size,
 )
-from ansible_collections.llmops.ollama.plugins.module_utils._names import InvalidModelName, parse_model_list
+from ansible_collections.llmops.ollama.plugins.module_utils._names import (
+    InvalidModelName,
+    parse_model_list,
+    parse_model_name,
+)
 from ansible_collections.llmops.ollama.plugins.module_utils._store import (
     atomic_write,
     blob_path,
@@ -133,6 +143,24 @@ from ansible_collections.llmops.ollama.plugins.module_utils._store import (
     manifest_path,
     read_manifest,
 )
+
+
+def merged(items):
+    """One item per model from several hosts' lists: latest wins over present, absent items are dropped."""
+    states, order = {}, []
+    for item in items:
+        name, state = (item.get("name"), item.get("state", "present")) if isinstance(item, dict) else (item, "present")
+        if state == "absent":
+            continue
+        try:
+            key = parse_model_name(name).key
+        except InvalidModelName:
+            key = repr(name)  # parse_model_list reports it
+        if key not in states:
+            order.append((key, name))
+        if states.get(key) != "latest":
+            states[key] = state
+    return [dict(name=name, state=states[key]) for key, name in order]
 
 
 def complete(root, manifest):
@@ -173,6 +201,7 @@ def main():
         argument_spec=dict(
             path=dict(type="path", required=True),
             models=dict(type="list", elements="raw", default=[]),
+            merge=dict(type="bool", default=False),
             insecure=dict(type="bool", default=False),
             timeout=dict(type="int", default=60),
             validate_certs=dict(type="bool", default=True),
@@ -187,7 +216,10 @@ def main():
                           ca_path=module.params["ca_path"])
     insecure = module.params["insecure"]
     try:
-        wanted = parse_model_list(module.params["models"], "present")
+        items = module.params["models"]
+        if module.params["merge"]:
+            items = merged(items)
+        wanted = parse_model_list(items, "present")
     except InvalidModelName as exc:
         module.fail_json(msg=str(exc))
     if os.path.exists(root) and not os.path.isdir(root):

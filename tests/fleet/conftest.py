@@ -46,7 +46,8 @@ def lab():
     if os.geteuid() != 0:
         pytest.fail("the fleet tests boot containers: run them as root")
     was_up = any(h["up"] for h in fleet.status()) and services.INFO.exists()
-    hosts = lab_up(int(os.environ.get("LAB_HOSTS", "3")))
+    # lab1-lab3 converge the site; lab4 is air-gapped; lab5 and lab6 take the fault tests
+    hosts = lab_up(int(os.environ.get("LAB_HOSTS", "6")))
     yield Lab(hosts)
     if not was_up and not os.environ.get("LAB_KEEP"):
         lab_down()
