@@ -197,8 +197,8 @@ def rocm_mirror(lab):
     # leave lab2 as found: the version in use without the stand-in, no OLD version, no cached stand-ins
     restore = lab.playbook("servers.yml", limit=HOST)
     sh(lab, HOST, "rm -rf /opt/ollama/versions/%s/lib/ollama/rocm /opt/ollama/versions/%s/.ollama-linux-amd64-rocm.tar.zst.sha256 "
-                  "/opt/ollama/versions/%s /var/cache/ollama-archives/*/ollama-linux-amd64-rocm.tar.zst" % (NEW, NEW, OLD),
-       check=False)
+                  "/opt/ollama/versions/%s /var/cache/ollama-archives/*/ollama-linux-amd64-rocm.tar.zst; "
+                  "rmdir /var/cache/ollama-archives/%s 2>/dev/null" % (NEW, NEW, OLD, OLD), check=False)
     shutil.rmtree(root, ignore_errors=True)
     assert restore.rc == 0, restore.output[-4000:]
 
