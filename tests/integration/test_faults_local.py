@@ -1,0 +1,301 @@
+"""Faults of issue 6 part 3, proven on loopback: a real `ollama serve` and the lab registry, ollama_model run by
+ansible-playbook, and real faults made by tests/lab/faults.py (a killed server or playbook, a registry that is
+refused, hangs, answers slowly or drops connections mid-blob, a full models disk, two plays at once).
+
+Each test asserts what the user sees: the play's result and message, the server's model list (watched during the
+fault: it must never show a half-written model) and the models store on disk. Each test has a server of its own,
+so killing it or filling its disk touches no other test. The same faults on the fleet, where systemd runs the
+server, are in tests/fleet/test_faults.py.
+"""
+import json
+import time
+import urllib.request
+
+import pytest
+
+from tests.lab import faults, models
+from tests.lab.ansible_run import run_playbook
+from tests.lab.net import free_port
+from tests.lab.ollama_server import OllamaServer
+
+MIB = 1 << 20
+BIG_SIZE = 8 * MIB  # model layer of the "big" model: 4 s through the proxy at RATE, a blink without it
+RATE = 2 * MIB
+
+PULL_PLAY = """---
+- name: Models on a server, as a user would ask for them
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Pull the models
+      llmops.ollama.ollama_model:
+        base_url: "{{ url }}"
+        name: "{{ models }}"
+        state: "{{ state | default('present') }}"
+        insecure: true
+        timeout: "{{ timeout | default(30) }}"
+"""
+
+def cases_play(cases, url, timeout):
+    """One task per case (name, state), each failing on its own (ignore_errors) so the next one runs."""
+    tasks = "".join("""
+    - name: case %d
+      llmops.ollama.ollama_model:
+        base_url: %s
+        name: %s
+        state: %s
+        insecure: true
+        timeout: %d
+      ignore_errors: true
+""" % (i, json.dumps(url), json.dumps(c["name"]), c["state"], timeout) for i, c in enumerate(cases))
+    return """---
+- name: Registry faults, one task each
+  hosts: localhost
+  gather_facts: false
+  tasks:""" + tasks
+
+
+@pytest.fixture(scope="module")
+def plays(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fault-plays")
+    (root / "pull.yml").write_text(PULL_PLAY)
+    return root
+
+
+@pytest.fixture(scope="module")
+def proxy(registry):
+    """The fault proxy in front of the session's registry; models pulled through it are named <proxy>/repo:tag."""
+    host, port = registry.address.rsplit(":", 1)
+    with faults.FaultProxy((host, int(port))) as p:
+        yield p
+
+
+@pytest.fixture(autouse=True)
+def no_fault_left(proxy, registry):
+    yield
+    proxy.reset()
+    faults.set_registry_delay(registry.url, 0)
+
+
+@pytest.fixture(scope="module")
+def big(registry):
+    """A synthetic model big enough that a throttled pull takes seconds: (repo:tag, manifest digest, blob digests)."""
+    manifest, blobs = models.build("faults/big:latest", 1, BIG_SIZE)
+    digest = models.push(registry.url, "faults/big", "latest", manifest, blobs)
+    return "faults/big:latest", digest.split(":", 1)[1], sorted(d.replace(":", "-") for d in blobs)
+
+
+@pytest.fixture
+def server():
+    """A real `ollama serve` of this test's own (the test may kill it), with an empty store."""
+    srv = OllamaServer().start()
+    yield srv
+    srv.cleanup()
+
+
+def api_pull(srv, name):
+    """Put a model on the server directly (set-up, not what is tested)."""
+    req = urllib.request.Request(srv.url + "/api/pull", data=json.dumps(
+        {"model": name, "insecure": True, "stream": False}).encode())
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        assert json.loads(resp.read())["status"] == "success"
+
+
+def tags(srv):
+    return {m["name"]: m["digest"] for m in faults.http_tags(srv.url)()}
+
+
+def pull_vars(srv, names, **extra):
+    return dict(url=srv.url, models=names if isinstance(names, list) else [names], **extra)
+
+
+def only_failure(run):
+    failed = faults.failed_results(run.output)
+    assert len(failed) == 1, run.output[-3000:]
+    return failed[0][1]
+
+
+def assert_never_half_written(seen, name, digest):
+    """Every model list the server gave during the fault either lacks `name` or lists it complete (its digest)."""
+    for _t, listed in seen:
+        if listed and name in listed:
+            assert listed[name] == digest, "model list showed %s with digest %s, not %s" % (name, listed[name], digest)
+
+
+def test_server_killed_mid_pull(server, proxy, big, plays):
+    """The server dies in the middle of a blob: the task fails saying so, the list never shows the model half
+    written, and the next run completes the pull."""
+    repo, digest, blobs = big
+    name = "%s/%s" % (proxy.address, repo)
+    proxy.rate = RATE
+    watcher = faults.TagWatcher(faults.http_tags(server.url))
+    run = faults.Playbook(plays / "pull.yml", "localhost,", extra_vars=pull_vars(server, name))
+    try:
+        deadline = time.time() + 60
+        while proxy.bytes_to_client < 2 * MIB:  # well into the model layer
+            assert run.proc.poll() is None and time.time() < deadline, run.output[-3000:]
+            time.sleep(0.05)
+        server.proc.kill()
+        server.proc.wait()
+        run.wait(60)
+    finally:
+        run.cleanup()
+    assert run.rc != 0
+    failure = only_failure(run)
+    assert failure["msg"].startswith("pulling %s: " % name), failure["msg"]
+    assert "run again to finish the pull" in failure["msg"], failure["msg"]
+    assert failure["changed"] is False
+    assert "Traceback" not in run.output
+
+    server.start()  # as systemd would restart it
+    assert name not in tags(server)
+    assert faults.store(server.models_dir)["manifests"] == []  # nothing half-written where a model would be
+
+    proxy.rate = None
+    again = run_playbook(plays / "pull.yml", extra_vars=pull_vars(server, name))
+    seen = watcher.stop()
+    assert again.rc == 0, again.output[-3000:]
+    assert again.stats["localhost"]["changed"] == 1
+    assert tags(server)[name] == digest
+    stored = faults.store(server.models_dir)
+    assert stored["blobs"] == blobs and stored["partial"] == [], stored
+    assert any(listed is None for _t, listed in seen), "the watcher never saw the server down"
+    assert_never_half_written(seen, name, digest)
+
+
+def test_playbook_killed_mid_pull(server, proxy, big, plays):
+    """ansible-playbook SIGKILLed during a pull: the server is unharmed, the next run converges with no manual
+    step, and a third run changes nothing."""
+    repo, digest, blobs = big
+    name = "%s/%s" % (proxy.address, repo)
+    proxy.rate = RATE
+    watcher = faults.TagWatcher(faults.http_tags(server.url))
+    run = faults.Playbook(plays / "pull.yml", "localhost,", extra_vars=pull_vars(server, name))
+    try:
+        deadline = time.time() + 60
+        while proxy.bytes_to_client < 2 * MIB:
+            assert run.proc.poll() is None and time.time() < deadline, run.output[-3000:]
+            time.sleep(0.05)
+        run.kill()
+    finally:
+        run.cleanup()
+    assert server.proc.poll() is None, "the server died with the playbook"
+    assert name not in tags(server)
+
+    proxy.rate = None
+    second = run_playbook(plays / "pull.yml", extra_vars=pull_vars(server, name))
+    assert second.rc == 0, second.output[-3000:]
+    assert second.stats["localhost"]["changed"] == 1
+    third = run_playbook(plays / "pull.yml", extra_vars=pull_vars(server, name))
+    seen = watcher.stop()
+    assert third.rc == 0 and third.changed() == {"localhost": 0}, third.output[-3000:]
+    assert tags(server)[name] == digest
+    stored = faults.store(server.models_dir)
+    assert stored["blobs"] == blobs and stored["partial"] == [], stored
+    assert_never_half_written(seen, name, digest)
+
+
+def test_registry_refused_hanging_or_slow_fails_after_the_timeout(server, proxy, registry, tmp_path):
+    """Each case fails on its own, after the timeout and not the registry's delay, with a message saying what and
+    how long; no model or blob is added, not even once the registry answers again."""
+    api_pull(server, "%s/lab/tiny:latest" % registry.address)
+    before_tags, before_store = tags(server), faults.store(server.models_dir)
+    timeout, delay = 3, 30
+    slow = "%s/lab/small:latest" % registry.address
+    refused = "127.0.0.1:%d/lab/small:latest" % free_port()
+    proxy.hang = True
+    hangs = "%s/lab/small:latest" % proxy.address
+    cases = [dict(name=slow, state="present"), dict(name=slow, state="latest"),
+             dict(name=refused, state="present"), dict(name=hangs, state="present")]
+    play = tmp_path / "cases.yml"
+    play.write_text(cases_play(cases, server.url, timeout))
+    faults.set_registry_delay(registry.url, delay)  # each answer 30 s late: far beyond the timeout
+    try:
+        run = run_playbook(play, env=faults.junit_env(tmp_path / "junit"))
+    finally:
+        faults.set_registry_delay(registry.url, 0)
+    failed = [result for _host, result in faults.failed_results(run.output)]
+    assert len(failed) == len(cases), run.output[-4000:]
+    msgs = [r["msg"] for r in failed]
+    silent = "the server sent nothing for %ds (last status: pulling manifest). The registry may be slow or " \
+             "unreachable from the server; raise timeout or check it." % timeout
+    assert msgs[0] == "pulling %s: %s" % (slow, silent)
+    # the module read the registry itself first, and said why it could not
+    assert "could not read the registry for '%s' from this host (no answer from the registry at http://%s within " \
+           "%ss (timeout)" % (slow, registry.address, timeout) in run.output
+    assert msgs[1].startswith("cannot tell whether '%s' is the latest: no answer from the registry at http://%s "
+                              "within %ds (timeout)" % (slow, registry.address, timeout)), msgs[1]
+    assert msgs[2].startswith("pulling %s failed: pull model manifest: " % refused) and \
+        msgs[2].endswith("connect: connection refused"), msgs[2]
+    assert msgs[3] == "pulling %s: %s" % (hangs, silent)
+    assert all(r["changed"] is False for r in failed)
+    # at most two waits of `timeout` per case (the module's own registry read, then the server's silence), far
+    # from the registry's delay; the margin is the module's start on a loaded machine
+    seconds = faults.task_seconds(tmp_path / "junit")
+    for i in range(len(cases)):
+        assert seconds["case %d" % i] < 2 * timeout + 8, seconds
+    assert seconds["case 2"] < timeout, seconds  # refused: no waiting at all
+    time.sleep(2)  # the registry answers promptly again: a pull left running in the server would finish now
+    assert tags(server) == before_tags
+    assert faults.store(server.models_dir) == before_store
+
+
+def test_models_disk_full(proxy, registry, big, plays):
+    """The disk of the models store fills during a pull: the task names the disk and the space problem, and the
+    server keeps serving the model it had."""
+    repo, _digest, _blobs = big
+    had = "%s/lab/tiny:latest" % registry.address
+    name = "%s/%s" % (registry.address, repo)
+    with faults.small_disk(6 * MIB) as disk:
+        with OllamaServer(models_dir=disk) as srv:
+            api_pull(srv, had)
+            before = tags(srv)
+            run = run_playbook(plays / "pull.yml", extra_vars=pull_vars(srv, [had, name]))
+            assert run.rc != 0
+            msg = only_failure(run)["msg"]
+            assert msg.startswith("pulling %s failed: write %s/blobs/sha256-" % (name, disk)), msg
+            assert "no space left on device" in msg, msg
+            # still serving what it had: listed and shown
+            assert tags(srv) == before
+            req = urllib.request.Request(srv.url + "/api/show", data=json.dumps({"model": had}).encode())
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                assert json.loads(resp.read())["details"]["format"] == "gguf"
+
+
+def test_registry_dropping_connections_mid_blob_is_survived(server, proxy, big, plays):
+    """A link that drops twice in the middle of the model layer: the server resumes, the pull succeeds whole."""
+    repo, digest, blobs = big
+    name = "%s/%s" % (proxy.address, repo)
+    proxy.drop_after, proxy.drops = 3 * MIB, 2
+    run = run_playbook(plays / "pull.yml", extra_vars=pull_vars(server, name))
+    assert run.rc == 0, run.output[-3000:]
+    assert proxy.dropped == 2
+    assert tags(server)[name] == digest
+    stored = faults.store(server.models_dir)
+    assert stored["blobs"] == blobs and stored["partial"] == [], stored
+
+
+def test_two_plays_pull_the_same_model_at_once(server, proxy, big, plays):
+    """Both plays pull (each saw the model missing), both succeed, the store has one copy, fetched once."""
+    repo, digest, blobs = big
+    name = "%s/%s" % (proxy.address, repo)
+    proxy.rate = RATE  # 4 s of download: the two plays overlap
+    runs = [faults.Playbook(plays / "pull.yml", "localhost,", extra_vars=pull_vars(server, name), args=["-v"])
+            for _ in range(2)]
+    try:
+        for run in runs:
+            run.wait(120)
+    finally:
+        outputs = [run.output for run in runs]
+        for run in runs:
+            run.cleanup()
+    for run, output in zip(runs, outputs):
+        assert run.rc == 0, output[-3000:]
+        (status, _host, result), = [r for r in faults.results(output) if r[0] in ("ok", "changed")]
+        assert status == "changed" and result["models"][0]["action"] == "pulled", output[-3000:]
+        assert result["models"][0]["digest_after"] == digest
+    assert tags(server) == {name: digest}
+    stored = faults.store(server.models_dir)
+    assert stored == dict(blobs=blobs, partial=[], manifests=[name.replace(":latest", "/latest")]), stored
+    # one download shared by both pulls: the layer crossed the link once
+    assert proxy.bytes_to_client < 1.5 * BIG_SIZE, proxy.bytes_to_client
