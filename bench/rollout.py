@@ -1,0 +1,149 @@
+"""Rollout benchmark on the lab fleet: this collection against the plain alternative, in the same run.
+
+    python3 -m bench.rollout [--hosts 8] [--models 3] [--size-mb 16]
+
+Plain: one `command: ollama pull` task per model, each host pulling from the registry. Ours: the models role with the
+bundle source (the controller fetches each model once; each host gets only the blobs its server lacks). Measured:
+bytes the registry served ("WAN", counted by the lab registry front per client), wall time of the rollout and of a
+no-op re-run, and per-host time of a no-op ollama_model call and of ollama_facts. Prints the figures and writes
+bench/results.md. The bench uses hosts lab7.. so it never touches the hosts the tests use.
+"""
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+from tests.lab import models as lab_models
+from tests.lab.__main__ import up as lab_up
+from tests.lab.ansible_run import ansible_env, run_playbook
+from tests.lab.fleet import inventory_path
+from tests.lab.paths import REPO
+
+FIRST_HOST = 7
+HERE = REPO / "bench"
+
+
+def stats(site):
+    with urllib.request.urlopen(site["registry_url"] + "/_lab/stats") as resp:
+        return json.loads(resp.read())
+
+
+def wan_bytes(before, after):
+    return sum(after.get(c, {}).get("blob_bytes", 0) - before.get(c, {}).get("blob_bytes", 0) for c in after)
+
+
+def playbook(name, extra, forks=10):
+    run = run_playbook(HERE / name, inventory_path(), extra_vars=extra, env={"ANSIBLE_FORKS": str(forks)})
+    if run.rc != 0:
+        raise SystemExit("%s failed:\n%s" % (name, run.output[-3000:]))
+    return run
+
+
+def adhoc(hosts, module, args, forks):
+    """Seconds for one ad-hoc module call on every host, run `forks` at a time."""
+    started = time.time()
+    proc = subprocess.run(["ansible", ",".join(hosts), "-i", str(inventory_path()), "-m", module, "-a", args,
+                           "--forks", str(forks), "-b"], env=ansible_env(), cwd=str(REPO), check=False,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    if proc.returncode != 0:
+        raise SystemExit("ansible -m %s failed:\n%s" % (module, proc.stdout[-3000:]))
+    return time.time() - started
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python3 -m bench.rollout")
+    parser.add_argument("--hosts", type=int, default=8)
+    parser.add_argument("--models", type=int, default=3)
+    parser.add_argument("--size-mb", type=int, default=16, help="size of the first model; the next ones grow by it")
+    parser.add_argument("--output", default=str(HERE / "results.md"))
+    args = parser.parse_args(argv)
+
+    lab_up(FIRST_HOST - 1 + args.hosts)
+    site = json.loads((REPO / ".lab" / "services.json").read_text())
+    hosts = ["lab%d" % i for i in range(FIRST_HOST, FIRST_HOST + args.hosts)]
+    names = []
+    for i in range(args.models):
+        lab_models.push_model(site["registry_url"], "bench/m%d" % i, "latest", 1, (i + 1) * args.size_mb << 20)
+        names.append("%s/bench/m%d:latest" % (site["registry"], i))
+    model_bytes = sum((i + 1) * args.size_mb << 20 for i in range(args.models))
+    extra = {"bench_hosts": ",".join(hosts), "bench_models": names}
+    print("fleet: %d hosts; %d models, %.0f MB in all" % (len(hosts), len(names), model_bytes / 1e6), flush=True)
+
+    print("installing the server on the bench hosts...", flush=True)
+    run = run_playbook(REPO / "playbooks" / "servers.yml", inventory_path(), args=["--limit", ",".join(hosts)],
+                       extra_vars={"ollama_models": []})
+    if run.rc != 0:
+        raise SystemExit(run.output[-3000:])
+    figures = {}
+    playbook("reset.yml", extra)
+
+    before = stats(site)
+    plain = playbook("plain.yml", extra)
+    figures["plain"] = dict(rollout=plain.seconds, wan=wan_bytes(before, stats(site)))
+    before = stats(site)
+    plain_noop = playbook("plain.yml", extra)
+    figures["plain"].update(noop=plain_noop.seconds, noop_wan=wan_bytes(before, stats(site)),
+                            noop_changed=sum(plain_noop.changed().values()))
+
+    playbook("reset.yml", extra)
+    bundle = tempfile.mkdtemp(prefix="bench-bundle-")
+    extra_ours = dict(extra, bench_bundle_dir=bundle, ollama_models=names)
+    before = stats(site)
+    ours = playbook("ours.yml", extra_ours)
+    figures["ours"] = dict(rollout=ours.seconds, wan=wan_bytes(before, stats(site)))
+    before = stats(site)
+    ours_noop = playbook("ours.yml", extra_ours)
+    figures["ours"].update(noop=ours_noop.seconds, noop_wan=wan_bytes(before, stats(site)),
+                           noop_changed=sum(ours_noop.changed().values()))
+    shutil.rmtree(bundle)
+
+    model_args = "name=%s insecure=true" % ",".join(names)
+    figures["per_host"] = dict(
+        ollama_model_noop=adhoc(hosts, "llmops.ollama.ollama_model", model_args, 1) / len(hosts),
+        ollama_facts=adhoc(hosts, "llmops.ollama.ollama_facts", "", 1) / len(hosts),
+        cli_pull_noop=adhoc(hosts, "ansible.builtin.command", "ollama pull --insecure %s" % names[0], 1) / len(hosts),
+    )
+    report(args, hosts, names, model_bytes, figures)
+
+
+def report(args, hosts, names, model_bytes, f):
+    p, o, h = f["plain"], f["ours"], f["per_host"]
+    rows = [
+        ("registry (WAN) bytes, rollout", "%.1f MB (%.2fx models)" % (p["wan"] / 1e6, p["wan"] / model_bytes),
+         "%.1f MB (%.2fx models)" % (o["wan"] / 1e6, o["wan"] / model_bytes), "%.3f" % (o["wan"] / p["wan"])),
+        ("rollout wall time", "%.1f s" % p["rollout"], "%.1f s" % o["rollout"], "%.2f" % (o["rollout"] / p["rollout"])),
+        ("no-op re-run wall time", "%.1f s" % p["noop"], "%.1f s" % o["noop"], "%.2f" % (o["noop"] / p["noop"])),
+        ("no-op re-run: tasks reported changed", str(p["noop_changed"]), str(o["noop_changed"]), ""),
+        ("no-op re-run: registry bytes", "%d" % p["noop_wan"], "%d" % o["noop_wan"], ""),
+        ("per host, no-op (all models)", "%.2f s (one `ollama pull`, 1 model)" % h["cli_pull_noop"],
+         "%.2f s (ollama_model, %d models)" % (h["ollama_model_noop"], len(names)), ""),
+        ("per host, ollama_facts", "", "%.2f s" % h["ollama_facts"], ""),
+    ]
+    lines = [
+        "# Rollout benchmark",
+        "",
+        "`python3 -m bench.rollout --hosts %d --models %d --size-mb %d` on %s, %d cores, %.0f GiB; lab fleet of %d Debian "
+        "hosts (systemd-nspawn, SSH, forks 10); %d models, %.1f MB in all; %s." % (
+            args.hosts, args.models, args.size_mb, platform.node() and "the CI machine", os.cpu_count(),
+            os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30, len(hosts), len(names),
+            model_bytes / 1e6, time.strftime("%Y-%m-%d")),
+        "",
+        "Plain: one `command: ollama pull` task per model, each host pulling from the registry. Ours: the `models` role "
+        "with `ollama_models_source: bundle` (fetched once on the controller, only missing blobs copied to each host).",
+        "",
+        "| figure | plain | ours | ours / plain |",
+        "| --- | --- | --- | --- |",
+    ] + ["| %s | %s | %s | %s |" % row for row in rows]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with open(args.output, "w") as out:
+        out.write(text)
+
+
+if __name__ == "__main__":
+    main()
