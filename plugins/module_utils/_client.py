@@ -242,9 +242,19 @@ class OllamaClient(object):
         except OllamaNotFound:
             return False
 
-    def missing_bytes(self, manifest):
-        """Bytes of `manifest`'s blobs that the server does not have yet: what a pull will download."""
-        return sum(int(b.get("size") or 0) for b in manifest_blobs(manifest) if not self.has_blob(b.get("digest", "")))
+    def missing_bytes(self, manifest, planned=None):
+        """Bytes of `manifest`'s blobs that the server does not have yet: what a pull will download.
+
+        Blobs in `planned` (a set, updated here) are counted once across several models that share them.
+        """
+        planned = set() if planned is None else planned
+        total = 0
+        for blob in manifest_blobs(manifest):
+            digest = blob.get("digest", "")
+            if digest not in planned and not self.has_blob(digest):
+                planned.add(digest)
+                total += int(blob.get("size") or 0)
+        return total
 
     def push_blob(self, digest, path):
         """Upload the file at `path` as blob `digest` to the server, which verifies the digest before keeping it."""

@@ -229,7 +229,7 @@ def local_models(client):
 
 def plan(module, client, wanted, local):
     """Decide per model what to do, reading the registry where that is needed. Returns (plan, warnings)."""
-    steps, warnings = [], []
+    steps, warnings, planned = [], [], set()
     insecure = module.params["insecure"]
     for given, parsed, state in wanted:
         have = local.get(parsed.key)
@@ -260,7 +260,7 @@ def plan(module, client, wanted, local):
                 step.update(action="updated" if have else "pulled", changed=True,
                             digest_after=remote[0] if remote else None,
                             size=manifest_size(remote[1]) if remote else None,
-                            bytes=client.missing_bytes(remote[1]) if remote else None)
+                            bytes=client.missing_bytes(remote[1], planned) if remote else None)
         steps.append(step)
     if module.params["purge"]:
         keep = set(p.key for _g, p, s in wanted if s != "absent")
