@@ -40,6 +40,9 @@ except ImportError:  # pragma: no cover
 TRANSPORT_ERRORS = (URLError, UrlsConnectionError, OSError, HTTPException, ValueError)
 
 DEFAULT_BASE_URL = "http://127.0.0.1:11434"
+# Longest timeout accepted: a day of silence. Python's sockets refuse much more (OverflowError), and no server or
+# registry worth waiting for is silent that long.
+MAX_TIMEOUT = 86400
 MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 INSTALL_HINT = ("Is Ollama installed and running there? Install it (llmops.ollama.server role, or "
                 "https://ollama.com/download) and start it with 'systemctl start ollama' or 'ollama serve'.")
@@ -62,8 +65,9 @@ def api_argument_spec():
 def client_from_params(params):
     """Build the client from a module's validated params; raises OllamaError for bad values."""
     timeout = params.get("timeout")
-    if timeout is not None and timeout <= 0:
-        raise OllamaError("timeout must be a positive number of seconds, got %s" % timeout)
+    if timeout is not None and not 0 < timeout <= MAX_TIMEOUT:
+        raise OllamaError("timeout must be a positive number of seconds, at most %d (a day), got %s"
+                          % (MAX_TIMEOUT, timeout))
     return OllamaClient(base_url=params.get("base_url"), timeout=timeout or 30,
                         validate_certs=params.get("validate_certs", True), ca_path=params.get("ca_path"),
                         client_cert=params.get("client_cert"), client_key=params.get("client_key"),
