@@ -15,6 +15,7 @@ __metaclass__ = type
 import hashlib
 import json
 import os
+import re
 import socket
 import time
 
@@ -62,16 +63,32 @@ def api_argument_spec():
     )
 
 
+HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an RFC 9110 token
+CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # what may not be in a header value (tab may)
+
+
 def client_from_params(params):
     """Build the client from a module's validated params; raises OllamaError for bad values."""
     timeout = params.get("timeout")
     if timeout is not None and not 0 < timeout <= MAX_TIMEOUT:
         raise OllamaError("timeout must be a positive number of seconds, at most %d (a day), got %s"
                           % (MAX_TIMEOUT, timeout))
+    headers = {}
+    for name, value in (params.get("headers") or {}).items():
+        if not HEADER_NAME.match(name):
+            raise OllamaError("headers: %r is not an HTTP header name (letters, digits and !#$%%&'*+-.^_`|~)" % name)
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise OllamaError("headers: the value of %s must be a string, not %s; quote it"
+                              % (name, "null" if value is None else type(value).__name__))
+        if CONTROL.search(str(value)):
+            raise OllamaError("headers: the value of %s contains a line break or another control character" % name)
+        headers[name] = str(value)
+    if params.get("api_token") and CONTROL.search(params["api_token"]):
+        raise OllamaError("api_token contains a line break or another control character: give the token alone")
     return OllamaClient(base_url=params.get("base_url"), timeout=timeout or 30,
                         validate_certs=params.get("validate_certs", True), ca_path=params.get("ca_path"),
                         client_cert=params.get("client_cert"), client_key=params.get("client_key"),
-                        api_token=params.get("api_token"), headers=params.get("headers"))
+                        api_token=params.get("api_token"), headers=headers)
 
 
 class OllamaError(Exception):
