@@ -367,7 +367,10 @@ class OllamaClient(object):
 
         The data goes to `dest`.partial and is renamed only when complete and verified.
         """
-        url = name.blob_url(digest, insecure)
+        return self.download_blob(name.blob_url(digest, insecure), digest, dest, chunk)
+
+    def download_blob(self, url, digest, dest, chunk=1 << 20):
+        """Download the blob at `url` to `dest`, verifying it is `digest`; see fetch_blob."""
         partial = dest + ".partial"
         resp = self._open(url, server=False)
         h, written = hashlib.sha256(), 0
@@ -384,7 +387,7 @@ class OllamaClient(object):
             resp.close()
         if "sha256:" + h.hexdigest() != digest:
             os.unlink(partial)
-            raise OllamaError("the registry at %s sent a blob whose sha256 is %s, not %s; nothing was kept"
+            raise OllamaError("%s sent a blob whose sha256 is %s, not %s; nothing was kept"
                               % (_origin(url), h.hexdigest(), digest), url=url)
         os.rename(partial, dest)
         return written

@@ -51,6 +51,12 @@ options:
     description: Directory on the host where the missing blobs have been copied (as C(sha256-<hex>) files).
     type: path
     default: /var/tmp/ollama-bundle
+  bundle_url:
+    description:
+      - Where the bundle is served over HTTP on the LAN (a seed host or the controller), for example
+        C(http://seed.example.com/ollama-bundle). Missing blobs are then downloaded from it by the host itself,
+        verified, and imported in the same call, instead of being staged beforehand.
+    type: str
   models_dir:
     description:
       - The server's model store (E(OLLAMA_MODELS)) on this host, where the manifest is written.
@@ -149,6 +155,7 @@ def main():
         models=dict(type="list", elements="raw", required=True),
         index=dict(type="dict", required=True),
         staging_dir=dict(type="path", default="/var/tmp/ollama-bundle"),
+        bundle_url=dict(type="str"),
         models_dir=dict(type="path"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -192,7 +199,20 @@ def main():
     missing_blobs = [dict(digest=d, size=size) for d, size in missing.items() if not os.path.isfile(staged(d))]
     changed = any(s["action"] != "none" for s, _n, _e in steps)
     uploaded = 0
+    bundle_url = (module.params["bundle_url"] or "").rstrip("/")
     if not module.check_mode and changed:
+        try:
+            if bundle_url and missing_blobs:
+                if not os.path.isdir(staging):
+                    os.makedirs(staging, 0o700)
+                for blob in missing_blobs:
+                    url = "%s/blobs/%s" % (bundle_url, blob["digest"].replace(":", "-"))
+                    client.download_blob(url, blob["digest"], staged(blob["digest"]))
+                missing_blobs = []
+        except OllamaError as exc:
+            module.fail_json(msg="fetching blobs from the bundle at %s: %s" % (bundle_url, exc.msg))
+        except (IOError, OSError) as exc:
+            module.fail_json(msg="staging blobs in %s failed: %s (check the disk)" % (staging, exc))
         if missing_blobs:
             module.fail_json(msg="%d blob(s) are neither on the server nor staged in %s: copy them from the bundle "
                                  "first (run this module in check mode to list them)" % (len(missing_blobs), staging),
