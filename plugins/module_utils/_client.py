@@ -214,7 +214,7 @@ class OllamaClient(object):
                 "TLS verification failed for %s: %s. Give the CA with ca_path, or set validate_certs: false "
                 "for a test server." % (what, _short(exc)), url=url)
         except TRANSPORT_ERRORS as exc:
-            reason = getattr(exc, "reason", exc)
+            reason = getattr(exc, "reason", None) or exc  # ssl.SSLError has a reason that may be None
             if isinstance(reason, socket.timeout) or isinstance(exc, socket.timeout):
                 raise OllamaUnreachable("no answer from %s within %ss (timeout). %s"
                                         % (what, self.timeout, INSTALL_HINT if server else ""), url=url)
