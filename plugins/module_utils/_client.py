@@ -83,6 +83,9 @@ def client_from_params(params):
         if CONTROL.search(str(value)):
             raise OllamaError("headers: the value of %s contains a line break or another control character" % name)
         headers[name] = str(value)
+    for option in ("ca_path", "client_cert", "client_key"):
+        if params.get(option) and not os.path.isfile(params[option]):
+            raise OllamaError("%s %s is not a file on this host: give the path of a PEM file" % (option, params[option]))
     if params.get("api_token") and CONTROL.search(params["api_token"]):
         raise OllamaError("api_token contains a line break or another control character: give the token alone")
     return OllamaClient(base_url=params.get("base_url"), timeout=timeout or 30,
