@@ -25,6 +25,11 @@ class Lab:
         self.inventory = fleet.inventory_path()
         self.site = json.loads(services.INFO.read_text())
 
+    def fresh(self, names):
+        """Re-create the named hosts as bare Debian hosts (a test that needs a first converge asks for this)."""
+        fleet.reset(names)
+        lab_up(len(self.hosts))
+
     def playbook(self, name, limit=None, extra_vars=None, check=False, diff=False, args=()):
         path = name if os.path.isabs(str(name)) else PLAYBOOKS / name
         extra = list(args) + (["--limit", limit] if limit else [])

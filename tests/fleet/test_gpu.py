@@ -53,8 +53,8 @@ class NvidiaStandIn:
 
     def __enter__(self):
         sh(self.lab, HOST, "test ! -e %s && test ! -e /dev/nvidia0" % STANDIN)  # never replace a real one
-        sh(self.lab, HOST, "cat > %s <<'SCRIPT'\n%sSCRIPT\nchmod 755 %s" % (STANDIN, standin_script(self.sample, self.rc),
-                                                                          STANDIN))
+        script = standin_script(self.sample, self.rc)
+        sh(self.lab, HOST, "cat > %s <<'SCRIPT'\n%sSCRIPT\nchmod 755 %s" % (STANDIN, script, STANDIN))
         if self.device_node:
             sh(self.lab, HOST, "touch /dev/nvidia0")
         return self

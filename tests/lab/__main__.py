@@ -9,21 +9,23 @@ import os
 import sys
 import time
 
-from tests.lab import fleet, ollama_build, services
+from tests.lab import codex_cli, fleet, ollama_build, services
 from tests.lab.ansible_run import collections_path, run_playbook
 from tests.lab.paths import LAB_STATE, REPO
 
 GROUP_VARS = REPO / "tests" / "lab" / "group_vars"
 
 
-def _write_group_vars(site):
+def _write_group_vars(site, cli):
     """Lab facts in group_vars/all/lab.yml beside the inventory; the lab's site settings linked from the repo."""
     gv = LAB_STATE / "group_vars"
     (gv / "all").mkdir(parents=True, exist_ok=True)
     lines = ["---", "# Written by `python3 -m tests.lab up`.",
              "lab_mirror_url: %s" % site["mirror_url"],
              "lab_registry: \"%s\"" % site["registry"],
-             "lab_ollama_versions: [%s]" % ", ".join('"%s"' % v for v in ollama_build.VERSIONS)]
+             "lab_ollama_versions: [%s]" % ", ".join('"%s"' % v for v in ollama_build.VERSIONS),
+             "lab_codex_tarball: %s" % cli.tarball,
+             "lab_codex_checksum: \"%s\"" % codex_cli.sri_digest(cli.tarball)]
     (gv / "all" / "lab.yml").write_text("\n".join(lines) + "\n")
     for src in GROUP_VARS.glob("*.yml"):
         dest = gv / "all" / "site.yml" if src.name == "all.yml" else gv / src.name
@@ -36,14 +38,10 @@ def up(n_hosts=3):
     started = time.time()
     for version in ollama_build.VERSIONS:
         ollama_build.build(version)
-    try:
-        from tests.lab import codex_cli
-        codex_cli.ensure()
-    except ImportError:
-        pass
+    cli = codex_cli.ensure()
     hosts = fleet.up(n_hosts)
     site = services.start()
-    _write_group_vars(site)
+    _write_group_vars(site, cli)
     collections_path()
     print("lab up: %d hosts in %.0fs; inventory %s" % (len(hosts), time.time() - started, fleet.inventory_path()))
     return hosts

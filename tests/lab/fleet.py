@@ -577,6 +577,13 @@ def up(n_hosts=3, releases=RELEASES):
     return hosts
 
 
+def reset(names):
+    """Stop the named hosts; the next up() boots them fresh from the cached rootfs (their changes are dropped)."""
+    _require_root()
+    for name in names:
+        _stop_host(name)
+
+
 def down():
     """Stop every lab host and remove the lab's network and host state (keeps the rootfs cache and key)."""
     _require_root()

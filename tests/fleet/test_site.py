@@ -1,7 +1,9 @@
-"""The server and models roles on the lab fleet: converge, idempotence, upgrade/rollback, bad archives, uninstall.
+"""The site playbook on the lab fleet (server, models and codex roles): converge from bare hosts, idempotence,
+the real Codex CLI on every host, upgrade/rollback, bad archives, uninstall.
 
-Tests run in file order and share the fleet: the first converges bare hosts, the destructive ones use lab3 only.
+Tests run in file order and share lab1-lab3, re-created bare first; the destructive ones use lab3 only.
 """
+import json
 import hashlib
 import shutil
 import subprocess
@@ -34,8 +36,9 @@ def server_state(lab, host):
 
 @pytest.fixture(scope="module")
 def converged(lab):
-    run = lab.playbook("servers.yml", limit=LIMIT)
-    record("converge servers.yml on %d hosts: %.1fs, changed=%s" % (len(SITE), run.seconds, run.changed()))
+    lab.fresh(SITE)
+    run = lab.playbook("site.yml", limit=LIMIT)
+    record("converge site.yml on %d bare hosts: %.1fs, changed=%s" % (len(SITE), run.seconds, run.changed()))
     assert run.rc == 0, run.output[-5000:]
     return run
 
@@ -57,15 +60,31 @@ def test_converge_from_bare_hosts(lab, converged):
         assert "User=ollama" in unit and "ActiveState=active" in unit and "UnitFileState=enabled" in unit
 
 
+def doctor(lab, host):
+    """What `codex doctor --json` says on the host, as root: {check: (status, details)}."""
+    out = lab.ssh(host, "codex doctor --json", check=False)
+    checks = json.loads(out)["checks"]
+    return {name: (c["status"], c.get("details", {})) for name, c in checks.items()}
+
+
+def test_codex_loads_its_config_and_reaches_the_server_on_every_host(lab, converged):
+    for host in SITE:
+        checks = doctor(lab, host)
+        assert checks["config.load"][0] == "ok", (host, checks["config.load"])
+        assert checks["network.provider_reachability"][0] == "ok", (host, checks["network.provider_reachability"])
+        assert "codex-cli 0.169.0" in lab.ssh(host, "codex --version")
+        assert lab.ssh(host, "head -n 1 /etc/codex/config.toml").startswith("#")
+
+
 def test_second_run_changes_nothing(lab, converged):
-    run = lab.playbook("servers.yml", limit=LIMIT)
-    record("re-run servers.yml on %d hosts: %.1fs, changed=%s" % (len(SITE), run.seconds, run.changed()))
+    run = lab.playbook("site.yml", limit=LIMIT)
+    record("re-run site.yml on %d hosts: %.1fs, changed=%s" % (len(SITE), run.seconds, run.changed()))
     assert run.rc == 0, run.output[-3000:]
     assert run.changed() == {host: 0 for host in SITE}, run.output[-3000:]
 
 
 def test_check_mode_on_converged_fleet_predicts_no_change(lab, converged):
-    run = lab.playbook("servers.yml", limit=LIMIT, check=True, diff=True)
+    run = lab.playbook("site.yml", limit=LIMIT, check=True, diff=True)
     assert run.rc == 0, run.output[-3000:]
     assert run.changed() == {host: 0 for host in SITE}, run.output[-3000:]
 
@@ -161,3 +180,20 @@ def test_uninstall_leaves_no_unit_binary_or_user(lab, converged):
     assert lab.ssh(VICTIM, "ls /usr/share/ollama/.ollama/models/manifests").strip()
     again = lab.playbook("servers.yml", limit=VICTIM, extra_vars={"ollama_server_state": "absent", "ollama_models": []})
     assert again.changed() == {VICTIM: 0}, again.output[-3000:]
+
+
+def test_workstation_uses_a_gpu_server_as_remote_provider(lab, converged):
+    """lab2 (gpu_servers) listens on the lab network; lab1's Codex points at it with a custom provider id."""
+    remote = {"codex_provider": "remote", "codex_remote_url": "http://%s:11434" % lab.ips["lab2"]}
+    run = lab.playbook("codex.yml", limit="lab1", extra_vars=remote)
+    assert run.rc == 0, run.output[-3000:]
+    try:
+        config = lab.ssh("lab1", "cat /etc/codex/config.toml")
+        assert '[model_providers.ollama-remote]' in config and 'wire_api = "responses"' in config
+        assert 'base_url = "http://%s:11434/v1"' % lab.ips["lab2"] in config
+        checks = doctor(lab, "lab1")
+        assert checks["config.load"][0] == "ok", checks["config.load"]
+        assert checks["network.provider_reachability"][0] == "ok", checks["network.provider_reachability"]
+        assert lab.ips["lab2"] in json.dumps(checks["network.provider_reachability"][1])
+    finally:
+        assert lab.playbook("codex.yml", limit="lab1").rc == 0
