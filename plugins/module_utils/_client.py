@@ -146,6 +146,11 @@ def normalize_base_url(value=None):
     if parts.username or parts.password:
         raise InvalidBaseURL("invalid Ollama URL '%s': put credentials in api_token, not in the URL" % raw)
     host = host or "127.0.0.1"
+    if not host.isascii():
+        try:  # an internationalised name, as a URL has to carry it
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise InvalidBaseURL("invalid Ollama URL '%s': the host name cannot be encoded (%s)" % (raw, exc))
     if host in ("0.0.0.0", "::"):
         host = "127.0.0.1" if host == "0.0.0.0" else "::1"
     if ":" in host:
