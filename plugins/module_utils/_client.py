@@ -333,7 +333,8 @@ class OllamaClient(object):
                     raise OllamaError("pulling %s: unexpected line from the server: %r" % (model, line[:120]),
                                       url=url)
                 if event.get("error"):
-                    raise OllamaError("pulling %s failed: %s" % (model, event["error"]), url=url)
+                    raise OllamaError("pulling %s failed: %s%s" % (model, event["error"], _hint(event["error"])),
+                                      url=url)
                 result.observe(event)
                 last = event
                 if progress is not None:
@@ -421,6 +422,14 @@ def _short(exc):
     text = str(exc) or exc.__class__.__name__
     prefix = "<url" + "open error "  # how urllib wraps a reason
     return text.replace(prefix, "").rstrip(">")
+
+
+def _hint(error):
+    """What to do about a pull error the server reports, when the server's own words do not say it."""
+    if "no space left on device" in str(error):
+        return (". The disk holding the server's models is full: free space there, or move the models "
+                "(OLLAMA_MODELS) to a bigger disk, then run again")
+    return ""
 
 
 def _http_error(exc, url, what):
