@@ -254,7 +254,8 @@ def test_models_disk_full(proxy, registry, big, plays):
             assert run.rc != 0
             msg = only_failure(run)["msg"]
             assert msg.startswith("pulling %s failed: write %s/blobs/sha256-" % (name, disk)), msg
-            assert "no space left on device" in msg, msg
+            assert msg.endswith(": no space left on device. The disk holding the server's models is full: free "
+                                "space there, or move the models (OLLAMA_MODELS) to a bigger disk, then run again"), msg
             # still serving what it had: listed and shown
             assert tags(srv) == before
             req = urllib.request.Request(srv.url + "/api/show", data=json.dumps({"model": had}).encode())
