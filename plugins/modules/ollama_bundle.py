@@ -17,7 +17,7 @@ description:
     C(index.json) describing what the bundle holds.
   - Run it once on the controller (or a seed host) so each model's bytes cross the WAN once; the
     P(llmops.ollama.models#role) role then distributes the bundle to every host with M(llmops.ollama.ollama_import).
-  - A bundle is a plain directory: it can be carried into an air-gapped site. Any server's C(OLLAMA_MODELS)
+  - A bundle is a plain directory, which can be carried into an air-gapped site. Any server's C(OLLAMA_MODELS)
     directory is a valid bundle too (run this module with no models to index it).
   - Blobs are written to C(.partial) files and renamed only when complete and verified; the manifest is written last.
     An interrupted run leaves the bundle consistent and the next run finishes it.
@@ -48,7 +48,7 @@ options:
     default: []
   merge:
     description:
-      - The list gathers many hosts' lists (as the P(llmops.ollama.models#role) role does): a model may appear more than
+      - The list gathers many hosts' lists, as the P(llmops.ollama.models#role) role does. A model may appear more than
         once, V(latest) wins over V(present), and V(absent) items are ignored (a bundle serves every host).
     type: bool
     default: false
