@@ -6,7 +6,6 @@ Tests run in file order and share lab1-lab3, re-created bare first; the destruct
 import json
 import hashlib
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 

@@ -83,7 +83,7 @@ def log(msg):
 def run(cmd, check=True, **kw):
     kw.setdefault("stdout", subprocess.PIPE)
     kw.setdefault("stderr", subprocess.PIPE)
-    p = subprocess.run(cmd, text=True, **kw)
+    p = subprocess.run(cmd, text=True, check=False, **kw)
     if check and p.returncode:
         raise LabError("%s failed (%d): %s" % (" ".join(map(str, cmd)), p.returncode, (p.stderr or "").strip()))
     return p
@@ -186,7 +186,7 @@ def ensure_rootfs(releases):
             tmp.rename(final)
             log("rootfs %s ready in %.0fs" % (release, time.time() - t0))
     finally:
-        for proc, tmp, _, _ in builds.values():
+        for proc, tmp, _release, _log in builds.values():
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
                 try:
@@ -628,7 +628,7 @@ def _interrupt(signum, frame):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python3 -m tests.lab.fleet", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python3 -m tests.lab.fleet", description=__doc__.split("\n", maxsplit=1)[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p_up = sub.add_parser("up", help="start lab1..labN (idempotent)")
     p_up.add_argument("--hosts", type=int, default=3)
