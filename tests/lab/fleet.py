@@ -186,7 +186,7 @@ def ensure_rootfs(releases):
             tmp.rename(final)
             log("rootfs %s ready in %.0fs" % (release, time.time() - t0))
     finally:
-        for proc, tmp, _release, _log in builds.values():
+        for proc, tmp, _logfile, _started in builds.values():
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
                 try:
