@@ -66,72 +66,36 @@ options:
     default: false
   requirements:
     description:
-      - What the host must have. Each key that is not given keeps its default.
-      - The GPU minimums are Ollama's; the RAM and disk minimums are this collection's defaults.
+      - What the host must have, as a dictionary; a key that is not given keeps its default. The GPU minimums are
+        Ollama's; the RAM and disk minimums are this collection's defaults. Keys (type, default)
+      - C(min_memory_gib) (float, 4.0) RAM (total) the host must have, in GiB.
+      - C(min_disk_free_gib) (float, 10.0) free disk space where models are stored (O(models_path)), in GiB.
+      - C(min_vram_gib) (float, 0.0) free memory the usable GPUs must have together, in GiB, when there are usable GPUs.
+      - C(require_gpu) (bool, false) fail when no GPU is usable (GPU servers, where CPU inference is not acceptable).
+      - C(use_gpu) (bool, true) V(false) when the server runs on the CPU on purpose (E(CUDA_VISIBLE_DEVICES=-1)), which
+        skips the GPU and driver checks and fits models in RAM.
+      - C(nvidia_min_compute_capability) (str, C(5.0)) lowest NVIDIA compute capability Ollama supports.
+      - C(nvidia_min_driver) (str, C(550)) lowest NVIDIA driver version Ollama supports.
+      - C(nvidia_legacy_max_compute_capability) (str, C(6.2)) NVIDIA GPUs up to this compute capability need
+        C(nvidia_legacy_min_driver).
+      - C(nvidia_legacy_min_driver) (str, C(570)) lowest NVIDIA driver for those GPUs.
+      - C(amd_gfx_targets) (list of str, Ollama's ROCm v7 list C(gfx908), C(gfx90a), C(gfx942), C(gfx950), C(gfx1010),
+        C(gfx1012), C(gfx1030), C(gfx1100), C(gfx1101), C(gfx1102), C(gfx1103), C(gfx1150), C(gfx1151), C(gfx1200),
+        C(gfx1201)) AMD LLVM targets Ollama's ROCm build supports.
+      - C(amd_gfx_override) (str, empty) the E(HSA_OVERRIDE_GFX_VERSION) the server runs with, such as C(10.3.0); AMD
+        GPUs then count as usable whatever their target.
+      - C(fit_margin_percent) (int, 20) memory a model needs beyond its size, in percent of its size (context cache
+        and compute buffers).
+      - Unknown keys and values of the wrong type fail the task.
     type: dict
-    suboptions:
-      min_memory_gib:
-        description: RAM (total) the host must have, in GiB.
-        type: float
-        default: 4.0
-      min_disk_free_gib:
-        description: Free disk space where models are stored (O(models_path)), in GiB.
-        type: float
-        default: 10.0
-      min_vram_gib:
-        description: Free memory the usable GPUs must have together, in GiB, when the host has usable GPUs.
-        type: float
-        default: 0.0
-      require_gpu:
-        description: Fail the check when no GPU is usable (for GPU servers, where CPU inference is not acceptable).
-        type: bool
-        default: false
-      use_gpu:
-        description:
-          - Whether the server uses GPUs. V(false) (the server runs with E(CUDA_VISIBLE_DEVICES=-1) or on purpose on the
-            CPU) skips the GPU and driver checks and fits models in RAM.
-        type: bool
-        default: true
-      nvidia_min_compute_capability:
-        description: Lowest NVIDIA compute capability Ollama supports.
-        type: str
-        default: '5.0'
-      nvidia_min_driver:
-        description: Lowest NVIDIA driver version Ollama supports.
-        type: str
-        default: '550'
-      nvidia_legacy_max_compute_capability:
-        description: NVIDIA GPUs up to this compute capability need O(requirements.nvidia_legacy_min_driver).
-        type: str
-        default: '6.2'
-      nvidia_legacy_min_driver:
-        description: Lowest NVIDIA driver for GPUs up to O(requirements.nvidia_legacy_max_compute_capability).
-        type: str
-        default: '570'
-      amd_gfx_targets:
-        description: AMD LLVM targets Ollama's ROCm build supports (Ollama's list for ROCm v7 on Linux).
-        type: list
-        elements: str
-        default: [gfx908, gfx90a, gfx942, gfx950, gfx1010, gfx1012, gfx1030, gfx1100, gfx1101, gfx1102, gfx1103,
-                  gfx1150, gfx1151, gfx1200, gfx1201]
-      amd_gfx_override:
-        description:
-          - The E(HSA_OVERRIDE_GFX_VERSION) the server runs with (such as C(10.3.0)); AMD GPUs then count as usable
-            whatever their target.
-        type: str
-        default: ''
-      fit_margin_percent:
-        description:
-          - Memory a model needs beyond its size, in percent of its size (context cache and compute buffers).
-        type: int
-        default: 20
+    default: {}
 notes:
   - Memory and disk figures come from psutil when it is installed, else from C(/proc) and C(statvfs) on Linux.
   - NVIDIA GPUs are read with C(nvidia-smi); without it the PCI bus, C(/dev/nvidia*) and C(/proc/driver/nvidia/version)
     still show that a GPU and which kernel driver are there.
   - AMD GPUs are read from the amdgpu driver's sysfs (KFD topology and C(/sys/class/drm)), as Ollama reads them, with
     C(rocm-smi) adding names when installed.
-  - The fit test compares a model's size (plus O(requirements.fit_margin_percent)) with the free memory of the usable
+  - The fit test compares a model's size (plus C(fit_margin_percent) of O(requirements)) with the free memory of the usable
     GPUs and the RAM available now; a model that fits only split between them runs partly on the CPU.
   - See C(docs/hardware.md) in the collection for what each check means.
 seealso:
@@ -253,7 +217,10 @@ ansible_facts:
               elements: dict
 """
 
+import re
+
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.llmops.ollama.plugins.module_utils._client import (
     OllamaError,
@@ -300,6 +267,14 @@ def requirements_spec():
     return spec
 
 
+def plain_error(message):
+    """'argument 'x' is of type str and we were unable to convert to float: ...' -> 'x must be a float, not str'."""
+    match = re.match(r"argument '([^']+)' is of type (\w+) and we were unable to convert to (\w+)", message)
+    if match:
+        return "%s must be a %s, not %s" % (match.group(1), match.group(3), match.group(2))
+    return re.sub(r"<class '(\w+)'>", r"\1", message)
+
+
 def model_fits(client, facts, hardware, check, names, insecure):
     """Fit results for `names`: sizes from the server when it has the model, else from the registry manifest."""
     local = {}
@@ -335,9 +310,20 @@ def main():
         models_path=dict(type="path"),
         models=dict(type="list", elements="str", default=[]),
         insecure=dict(type="bool", default=False),
-        requirements=dict(type="dict", options=requirements_spec()),
+        requirements=dict(type="dict", default={}),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    # Validated here rather than as suboptions: ansible-core's suboption validation raises a TypeError when the
+    # option itself is not a dictionary, where this gives a clear failure.
+    spec = requirements_spec()
+    given = dict((k, v) for k, v in module.params["requirements"].items() if v is not None)  # null keeps the default
+    validated = ArgumentSpecValidator(spec).validate(given)
+    if validated.unsupported_parameters:
+        module.fail_json(msg="requirements: unknown key %s; the keys are %s"
+                         % (", ".join(sorted(str(k) for k in validated.unsupported_parameters)), ", ".join(sorted(spec))))
+    if validated.error_messages:
+        module.fail_json(msg="requirements: %s" % "; ".join(plain_error(m) for m in validated.error_messages))
+    requirements = validated.validated_parameters
     try:  # bad connection options fail; an unreachable server does not
         client = client_from_params(module.params)
     except OllamaError as exc:
@@ -350,7 +336,7 @@ def main():
         hardware = gather_hardware(module.params["models_path"] or default_models_path(), module.run_command,
                                    module.get_bin_path)
         facts["hardware"] = hardware
-        check = check_host(hardware, module.params["requirements"])
+        check = check_host(hardware, requirements)
         if module.params["models"]:
             check = add_model_results(check, model_fits(client, facts, hardware, check, module.params["models"],
                                                         module.params["insecure"]))
