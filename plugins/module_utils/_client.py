@@ -67,6 +67,14 @@ HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an RFC 9110 token
 CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # what may not be in a header value (tab may)
 
 
+def _latin1(text):
+    try:
+        text.encode("latin-1")
+        return True
+    except UnicodeError:
+        return False
+
+
 def client_from_params(params):
     """Build the client from a module's validated params; raises OllamaError for bad values."""
     timeout = params.get("timeout")
@@ -82,12 +90,17 @@ def client_from_params(params):
                               % (name, "null" if value is None else type(value).__name__))
         if CONTROL.search(str(value)):
             raise OllamaError("headers: the value of %s contains a line break or another control character" % name)
+        if not _latin1(str(value)):
+            raise OllamaError("headers: the value of %s has characters an HTTP header cannot carry (Latin-1 only)"
+                              % name)
         headers[name] = str(value)
     for option in ("ca_path", "client_cert", "client_key"):
         if params.get(option) and not os.path.isfile(params[option]):
             raise OllamaError("%s %s is not a file on this host: give the path of a PEM file" % (option, params[option]))
     if params.get("api_token") and CONTROL.search(params["api_token"]):
         raise OllamaError("api_token contains a line break or another control character: give the token alone")
+    if params.get("api_token") and not _latin1(params["api_token"]):
+        raise OllamaError("api_token has characters an HTTP header cannot carry (Latin-1 only): give the token alone")
     return OllamaClient(base_url=params.get("base_url"), timeout=timeout or 30,
                         validate_certs=params.get("validate_certs", True), ca_path=params.get("ca_path"),
                         client_cert=params.get("client_cert"), client_key=params.get("client_key"),
