@@ -7,6 +7,7 @@ import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from tests.lab import models
 from tests.lab.ollama_server import OllamaServer
 from tests.lab.paths import REPO
 
@@ -14,6 +15,9 @@ TARGET = REPO / "tests" / "integration" / "targets" / "bundle" / "playbook.yml"
 
 
 def test_bundle_then_import(registry, playbook):
+    # repositories of its own: the latest scenario moves a tag, which must not disturb other tests' expectations
+    digests = {"bundle/tiny:latest": models.push_model(registry.url, "bundle/tiny", "latest", 1, 1 << 20),
+               "bundle/small:latest": models.push_model(registry.url, "bundle/small", "latest", 1, 3 << 20)}
     work = Path(tempfile.mkdtemp(prefix="bundle-"))
     (work / "staging").mkdir()
     (work / "bundle").mkdir()
@@ -29,7 +33,7 @@ def test_bundle_then_import(registry, playbook):
             "bundle_url": "http://127.0.0.1:%d" % seed.server_address[1],
             "registry": registry.address, "registry_url": registry.url, "repo_root": str(REPO),
             "bundle_dir": str(work / "bundle"), "staging_dir": str(work / "staging"),
-            "lab_digests": {k: v.split(":", 1)[1] for k, v in registry.digests.items()},
+            "lab_digests": {k: v.split(":", 1)[1] for k, v in digests.items()},
         })
     seed.shutdown()
     seed.server_close()
