@@ -44,7 +44,7 @@ def show(lab, *props):
     out = lab.ssh(HOST, "systemctl show ollama " + " ".join("-p " + p for p in props))
     values = {}
     for line in out.splitlines():
-        name, _, value = line.partition("=")
+        name, _sep, value = line.partition("=")
         values.setdefault(name, []).append(value)
     return {k: " ".join(v) for k, v in values.items()}
 
