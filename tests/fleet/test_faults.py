@@ -276,7 +276,6 @@ def test_playbook_killed_mid_run_converges_on_the_next(hosts, site):
     delete_model(lab, "lab6", site["big"])
 
 
-
 def test_registry_refused_hanging_or_slow_fails_after_the_timeout(lab5, site):
     """From a fleet host: each case fails on its own after the timeout (not the registry's delay), says what and how
     long, and adds nothing to the host's models, not even once the registry answers again."""
@@ -330,7 +329,7 @@ def test_two_plays_pull_the_same_model_at_once(lab5, site):
     before = state(lab, "lab5")
     proxy.rate = RATE  # 4 s of download: the plays overlap
     runs = [faults.Playbook(site["play"], lab.inventory, extra_vars={"model": name}, args=["--limit", "lab5", "-v"])
-            for _ in range(2)]
+            for _copy in range(2)]
     try:
         for run in runs:
             run.wait(180)

@@ -36,6 +36,7 @@ PULL_PLAY = """---
         timeout: "{{ timeout | default(30) }}"
 """
 
+
 def cases_play(cases, url, timeout):
     """One task per case (name, state), each failing on its own (ignore_errors) so the next one runs."""
     tasks = "".join("""
@@ -282,7 +283,7 @@ def test_two_plays_pull_the_same_model_at_once(server, proxy, big, plays):
     name = "%s/%s" % (proxy.address, repo)
     proxy.rate = RATE  # 4 s of download: the two plays overlap
     runs = [faults.Playbook(plays / "pull.yml", "localhost,", extra_vars=pull_vars(server, name), args=["-v"])
-            for _ in range(2)]
+            for _copy in range(2)]
     try:
         for run in runs:
             run.wait(120)

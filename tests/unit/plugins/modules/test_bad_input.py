@@ -47,13 +47,13 @@ def run_module(module, args):
     out = io.StringIO()
     ansible_warnings._global_warnings.clear()
     ansible_warnings._global_deprecations.clear()
+    code = None
     with patch_module_args(args), contextlib.redirect_stdout(out):
         try:
             module.main()
         except SystemExit as exc:
             code = exc.code
-        else:
-            raise AssertionError("main() returned without exit_json or fail_json")
+    assert code is not None, "main() returned without exit_json or fail_json"
     text = out.getvalue().strip()
     assert text, "the module printed nothing"
     return code, json.loads(text.splitlines()[-1])
