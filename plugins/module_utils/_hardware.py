@@ -31,7 +31,6 @@ import glob
 import json
 import os
 import platform
-import pwd
 import re
 
 try:
@@ -76,16 +75,6 @@ def _int(text, base=10):
         return int(text, 16 if text.lower().startswith("0x") else base)
     except ValueError:
         return None
-
-
-def default_models_path():
-    """Where the local server keeps models: E(OLLAMA_MODELS), the service user's store, or ~/.ollama/models."""
-    if os.environ.get("OLLAMA_MODELS"):
-        return os.environ["OLLAMA_MODELS"]
-    service_store = "/usr/share/ollama/.ollama/models"
-    if os.path.isdir(service_store):
-        return service_store
-    return os.path.join(pwd.getpwuid(os.getuid()).pw_dir, ".ollama", "models")
 
 
 # -- CPU, memory, disk ---------------------------------------------------------------------------------

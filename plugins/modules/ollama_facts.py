@@ -228,7 +228,7 @@ from ansible_collections.llmops.ollama.plugins.module_utils._client import (
     client_from_params,
     manifest_size,
 )
-from ansible_collections.llmops.ollama.plugins.module_utils._hardware import default_models_path
+from ansible_collections.llmops.ollama.plugins.module_utils._store import default_models_dir
 from ansible_collections.llmops.ollama.plugins.module_utils._hardware import gather as gather_hardware
 from ansible_collections.llmops.ollama.plugins.module_utils._names import InvalidModelName, parse_model_name
 from ansible_collections.llmops.ollama.plugins.module_utils._requirements import (
@@ -333,7 +333,7 @@ def main():
     if "server" in module.params["gather"]:
         facts.update(server_facts(client))
     if "hardware" in module.params["gather"]:
-        hardware = gather_hardware(module.params["models_path"] or default_models_path(), module.run_command,
+        hardware = gather_hardware(module.params["models_path"] or default_models_dir(), module.run_command,
                                    module.get_bin_path)
         facts["hardware"] = hardware
         check = check_host(hardware, requirements)

@@ -199,7 +199,7 @@ from ansible_collections.llmops.ollama.plugins.module_utils._client import (
     client_from_params,
     manifest_size,
 )
-from ansible_collections.llmops.ollama.plugins.module_utils._hardware import default_models_path
+from ansible_collections.llmops.ollama.plugins.module_utils._store import default_models_dir
 from ansible_collections.llmops.ollama.plugins.module_utils._hardware import gather as gather_hardware
 from ansible_collections.llmops.ollama.plugins.module_utils._names import (
     STATES,
@@ -281,7 +281,7 @@ def fit_checks(module, client, steps):
     if urlsplit(client.base_url).hostname not in ("127.0.0.1", "::1", "localhost"):
         return [], ["fit_check skipped: the server at %s is not on this host, whose hardware the check reads; run the "
                     "task on the server host (delegate_to) to check the fit" % client.base_url]
-    hardware = gather_hardware(default_models_path(), module.run_command, module.get_bin_path)
+    hardware = gather_hardware(default_models_dir(), module.run_command, module.get_bin_path)
     check = check_host(hardware)
     refusals, warnings, reserved = [], [], 0
     for step in pulls:
