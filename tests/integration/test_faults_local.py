@@ -201,7 +201,7 @@ def test_registry_refused_hanging_or_slow_fails_after_the_timeout(server, proxy,
     how long; no model or blob is added, not even once the registry answers again."""
     api_pull(server, "%s/lab/tiny:latest" % registry.address)
     before_tags, before_store = tags(server), faults.store(server.models_dir)
-    timeout, delay = 3, 30
+    timeout, delay = 3, 20
     slow = "%s/lab/small:latest" % registry.address
     refused = "127.0.0.1:%d/lab/small:latest" % free_port()
     proxy.hang = True
@@ -210,7 +210,7 @@ def test_registry_refused_hanging_or_slow_fails_after_the_timeout(server, proxy,
              dict(name=refused, state="present"), dict(name=hangs, state="present")]
     play = tmp_path / "cases.yml"
     play.write_text(cases_play(cases, server.url, timeout))
-    faults.set_registry_delay(registry.url, delay)  # each answer 30 s late: far beyond the timeout
+    faults.set_registry_delay(registry.url, delay)  # each answer 20 s late: far beyond the timeout
     try:
         run = run_playbook(play, env=faults.junit_env(tmp_path / "junit"))
     finally:
