@@ -44,6 +44,16 @@ def playbook(name, extra, forks=10):
     return run
 
 
+def rollout_and_noop(site, name, extra):
+    """Run a rollout playbook twice: wall time and registry bytes of the rollout, then of the no-op re-run."""
+    before = stats(site)
+    first = playbook(name, extra)
+    middle = stats(site)
+    again = playbook(name, extra)
+    return dict(rollout=first.seconds, wan=wan_bytes(before, middle), noop=again.seconds,
+                noop_wan=wan_bytes(middle, stats(site)), noop_changed=sum(again.changed().values()))
+
+
 def adhoc(hosts, module, args, forks):
     """Seconds for one ad-hoc module call on every host, run `forks` at a time."""
     started = time.time()
@@ -82,39 +92,20 @@ def main(argv=None):
     figures = {}
     playbook("reset.yml", extra)
 
-    before = stats(site)
-    plain = playbook("plain.yml", extra)
-    figures["plain"] = dict(rollout=plain.seconds, wan=wan_bytes(before, stats(site)))
-    before = stats(site)
-    plain_noop = playbook("plain.yml", extra)
-    figures["plain"].update(noop=plain_noop.seconds, noop_wan=wan_bytes(before, stats(site)),
-                            noop_changed=sum(plain_noop.changed().values()))
+    figures["plain"] = rollout_and_noop(site, "plain.yml", extra)
 
     playbook("reset.yml", extra)
     bundle = tempfile.mkdtemp(prefix="bench-bundle-")
-    extra_ours = dict(extra, bench_bundle_dir=bundle, ollama_models=names)
-    before = stats(site)
-    ours = playbook("ours.yml", extra_ours)
-    figures["ours"] = dict(rollout=ours.seconds, wan=wan_bytes(before, stats(site)))
-    before = stats(site)
-    ours_noop = playbook("ours.yml", extra_ours)
-    figures["ours"].update(noop=ours_noop.seconds, noop_wan=wan_bytes(before, stats(site)),
-                           noop_changed=sum(ours_noop.changed().values()))
+    figures["ours"] = rollout_and_noop(site, "ours.yml", dict(extra, bench_bundle_dir=bundle, ollama_models=names))
     shutil.rmtree(bundle)
 
     # the same, with the bundle served over HTTP by a seed on the LAN (here the lab mirror) instead of SSH copies
     playbook("reset.yml", extra)
     seed_dir = LAB_CACHE / "mirror" / "bench-bundle"
     shutil.rmtree(seed_dir, ignore_errors=True)
-    extra_http = dict(extra, bench_bundle_dir=str(seed_dir), ollama_models=names,
-                      ollama_models_bundle_url=site["mirror_url"] + "/bench-bundle")
-    before = stats(site)
-    http = playbook("ours.yml", extra_http)
-    figures["http"] = dict(rollout=http.seconds, wan=wan_bytes(before, stats(site)))
-    before = stats(site)
-    http_noop = playbook("ours.yml", extra_http)
-    figures["http"].update(noop=http_noop.seconds, noop_wan=wan_bytes(before, stats(site)),
-                           noop_changed=sum(http_noop.changed().values()))
+    figures["http"] = rollout_and_noop(site, "ours.yml", dict(
+        extra, bench_bundle_dir=str(seed_dir), ollama_models=names,
+        ollama_models_bundle_url=site["mirror_url"] + "/bench-bundle"))
     shutil.rmtree(seed_dir)
 
     model_args = "name=%s insecure=true" % ",".join(names)
