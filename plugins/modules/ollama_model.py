@@ -85,10 +85,30 @@ options:
     type: str
     choices: [fail, warn, 'off']
     default: warn
+  progress_interval:
+    description:
+      - Seconds between two progress lines on the controller while models are pulled, for each host. Each line
+        shows the host, the model, the percentage, the bytes done and in all, the download rate and the time left.
+      - 'For example: C(lab1: pulling llama3.2:3b 45% 1.2 GB/2.7 GB 48.3 MB/s ETA 0:31).'
+      - V(0) turns the progress lines off (the task then runs the module once, as any module).
+      - At most 10.
+    type: int
+    default: 5
+  progress_file:
+    description:
+      - File on the managed host where the module keeps the state of the pull in progress (JSON, replaced about
+        once a second, mode 0600, removed when the module ends).
+      - Set by the collection's action plugin, which reads it to show the progress; leave it unset.
+    type: path
 seealso:
   - module: llmops.ollama.ollama_facts
 notes:
   - The server does the download; this module only asks it to, so the managed host needs only Python.
+  - While models are pulled, ansible-playbook shows a progress line per host every O(progress_interval) seconds.
+    To do that the task first runs the module in check mode; when it would pull nothing, that result is the task's
+    result (a task with nothing to do still costs one module call). When it would pull, the module runs
+    asynchronously and the controller reads its progress file. Tasks in check mode, tasks with C(async), and
+    O(progress_interval=0) run the module once, with no progress lines.
 """
 
 EXAMPLES = r"""
@@ -118,6 +138,11 @@ EXAMPLES = r"""
   llmops.ollama.ollama_model:
     name: registry.example.com:5000/site/llama3.2:3b
     insecure: true
+
+- name: Pull a big model quietly (no progress lines)
+  llmops.ollama.ollama_model:
+    name: gpt-oss:120b
+    progress_interval: 0
 
 - name: Set the server once for every module of the collection
   module_defaults:
@@ -199,6 +224,7 @@ from ansible_collections.llmops.ollama.plugins.module_utils._client import (
     client_from_params,
     manifest_size,
 )
+from ansible_collections.llmops.ollama.plugins.module_utils._progress import ProgressFile
 from ansible_collections.llmops.ollama.plugins.module_utils._store import default_models_dir
 from ansible_collections.llmops.ollama.plugins.module_utils._hardware import gather as gather_hardware
 from ansible_collections.llmops.ollama.plugins.module_utils._names import (
@@ -208,6 +234,9 @@ from ansible_collections.llmops.ollama.plugins.module_utils._names import (
     parse_model_name,
 )
 from ansible_collections.llmops.ollama.plugins.module_utils._requirements import check_host, fit_model, human
+
+
+MAX_PROGRESS_INTERVAL = 10
 
 
 def wanted_models(params):
@@ -298,6 +327,38 @@ def fit_checks(module, client, steps):
     return refusals, warnings
 
 
+def run_steps(module, client, steps, after, failures, progress=None):
+    """Pull and remove as planned (in check mode only predict `after`); collect error messages in `failures`."""
+    pulls = len([s for s in steps if s["changed"] and s["action"] in ("pulled", "updated")])
+    pulled_so_far = 0
+    for step in steps:
+        if step["action"] == "removed":
+            after.discard(step["model"])
+        elif step["action"] in ("pulled", "updated"):
+            after.add(step["model"])
+        if module.check_mode or not step["changed"]:
+            continue
+        try:
+            if step["action"] == "removed":
+                client.delete(step["model"])
+            else:
+                pulled_so_far += 1
+                if progress is not None:
+                    progress.start(step["name"], pulled_so_far, pulls, step["size"])
+                pulled = client.pull(step["name"], insecure=module.params["insecure"], progress=progress)
+                if step["bytes"] is None:  # the manifest was not readable from here: count what the stream showed
+                    step["bytes"] = pulled.bytes
+                seconds = max(pulled.seconds, 0.001)
+                step.update(seconds=round(seconds, 3), rate=int(step["bytes"] / seconds))
+        except OllamaUnreachable as exc:
+            failures.append(exc.msg)
+            break  # the server is gone: nothing else can work
+        except OllamaError as exc:
+            step["changed"] = False
+            step["error"] = exc.msg
+            failures.append(exc.msg)
+
+
 def model_list(names):
     return "".join("%s\n" % n for n in sorted(names))
 
@@ -311,9 +372,14 @@ def main():
         insecure=dict(type="bool", default=False),
         purge=dict(type="bool", default=False),
         fit_check=dict(type="str", default="warn", choices=["fail", "warn", "off"]),
+        progress_interval=dict(type="int", default=5),
+        progress_file=dict(type="path"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            mutually_exclusive=[("name", "models")], required_one_of=[("name", "models")])
+    if not 0 <= module.params["progress_interval"] <= MAX_PROGRESS_INTERVAL:
+        module.fail_json(msg="progress_interval must be from 0 (no progress lines) to %d seconds, got %s"
+                         % (MAX_PROGRESS_INTERVAL, module.params["progress_interval"]), models=[])
     try:
         wanted = wanted_models(module.params)
         client = client_from_params(module.params)
@@ -335,29 +401,14 @@ def main():
     before = [e.get("name") for e in local.values()]
     after = set(before)
     failures = []
-    for step in steps:
-        if step["action"] == "removed":
-            after.discard(step["model"])
-        elif step["action"] in ("pulled", "updated"):
-            after.add(step["model"])
-        if module.check_mode or not step["changed"]:
-            continue
-        try:
-            if step["action"] == "removed":
-                client.delete(step["model"])
-            else:
-                pulled = client.pull(step["name"], insecure=module.params["insecure"])
-                if step["bytes"] is None:  # the manifest was not readable from here: count what the stream showed
-                    step["bytes"] = pulled.bytes
-                seconds = max(pulled.seconds, 0.001)
-                step.update(seconds=round(seconds, 3), rate=int(step["bytes"] / seconds))
-        except OllamaUnreachable as exc:
-            failures.append(exc.msg)
-            break  # the server is gone: nothing else can work
-        except OllamaError as exc:
-            step["changed"] = False
-            step["error"] = exc.msg
-            failures.append(exc.msg)
+    progress = ProgressFile(module.params["progress_file"]) if module.params["progress_file"] else None
+    try:
+        run_steps(module, client, steps, after, failures, progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    if progress is not None and progress.error:
+        module.warn("could not write the pull's progress to %s: %s" % (module.params["progress_file"], progress.error))
 
     if not module.check_mode and any(s["changed"] for s in steps):
         try:

@@ -6,6 +6,10 @@ every request to the registry unchanged and adds `Location: <same path>` to 200 
 Ollama then follows on the same host. It also counts the blob bytes it served per client address, so
 benchmarks can measure what crossed the "WAN" (`GET /_lab/stats`, reset with `DELETE /_lab/stats`).
 
+Two knobs make a slow registry, set with `PUT` (or `POST`) `/_lab/stats` and a JSON body: `{"delay": seconds}`
+waits before each answer; `{"rate": bytes_per_second}` throttles the blob bodies it sends, all clients together
+(0 or null: full speed). A body names the knobs it sets; an empty one resets both.
+
     python3 -m tests.lab.registry serve --listen 127.0.0.1:5000 --storage DIR   # foreground
 """
 import argparse
@@ -38,6 +42,29 @@ class Front(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.stats = {}  # client ip -> {"blob_bytes": n, "blob_requests": n, "manifest_requests": n}
         self.delay = 0.0  # seconds added before each answer (slow-registry tests)
+        self.rate = None  # bytes per second of blob bodies, all clients together (None: full speed)
+        self._next_send = 0.0  # when the throttle lets the next bytes go
+
+    def set_rate(self, rate):
+        with self.lock:
+            self.rate = float(rate) if rate else None
+            self._next_send = 0.0
+
+    def throttle(self, n):
+        """Wait until `n` more bytes may be sent at the set rate (shared by every connection)."""
+        with self.lock:
+            if not self.rate:
+                return
+            now = time.time()
+            start = max(now, self._next_send)
+            self._next_send = start + n / self.rate
+            until = self._next_send
+        time.sleep(max(0.0, until - time.time()))
+
+    def chunk(self):
+        """Bytes to send at a time: small when throttled, so the rate is smooth."""
+        rate = self.rate
+        return max(4096, min(1 << 16, int(rate / 20))) if rate else 1 << 16
 
     def count(self, client, key, n=1):
         with self.lock:
@@ -57,9 +84,13 @@ class FrontHandler(BaseHTTPRequestHandler):
         elif self.command == "DELETE":
             self.server.stats.clear()
             body = b"{}"
-        elif self.command == "PUT":
+        elif self.command in ("PUT", "POST"):
             length = int(self.headers.get("Content-Length", "0"))
-            self.server.delay = float(json.loads(self.rfile.read(length) or b"{}").get("delay", 0))
+            knobs = json.loads(self.rfile.read(length) or b"{}")
+            if "delay" in knobs or not knobs:
+                self.server.delay = float(knobs.get("delay") or 0)
+            if "rate" in knobs or not knobs:
+                self.server.set_rate(knobs.get("rate"))
             body = b"{}"
         else:
             body = b"{}"
@@ -103,12 +134,15 @@ class FrontHandler(BaseHTTPRequestHandler):
                 return
             if is_blob and resp.status in (200, 206):
                 self.server.count(client, "blob_requests")
+            body_of_blob = is_blob and resp.status in (200, 206)
             while True:
-                chunk = resp.read(1 << 16)
+                chunk = resp.read(self.server.chunk() if body_of_blob else 1 << 16)
                 if not chunk:
                     break
+                if body_of_blob:
+                    self.server.throttle(len(chunk))
                 self.wfile.write(chunk)
-                if is_blob and resp.status in (200, 206):
+                if body_of_blob:
                     self.server.count(client, "blob_bytes", len(chunk))
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
@@ -162,6 +196,10 @@ class Registry:
     @property
     def url(self):
         return "http://" + self.address
+
+    def set_rate(self, bytes_per_second):
+        """Throttle the blob bodies the front sends (None or 0: full speed), as `PUT /_lab/stats {"rate": n}`."""
+        self.front.set_rate(bytes_per_second)
 
     def stop(self):
         if self.front:
