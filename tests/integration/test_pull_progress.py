@@ -1,0 +1,226 @@
+"""Progress of long pulls on the controller, as a user watching ansible-playbook sees it.
+
+A real `ollama serve` pulls a 40 MB synthetic model from the lab registry, whose front is throttled to 1.6 MB/s
+(its `rate` knob), so the pull takes about 25 s. ansible-playbook's output is read line by line as it comes, with
+the time each line arrived: the progress lines must come at least every 10 s, from at most 10 s after the task
+starts, with a percentage that only grows, the model's size as the registry has it, a rate and a time left. A run
+with nothing to pull, and check mode, print no progress line; a pull that fails fails with the module's message.
+"""
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.lab import faults, models
+from tests.lab.ansible_run import ansible_env
+from tests.lab.ollama_server import OllamaServer
+from tests.lab.paths import REPO
+
+MB = 1000 * 1000
+SIZE = 40 * MB  # model layer: about 25 s at RATE
+RATE = 1.6 * MB
+UNITS = {"B": 1, "KB": 1000, "MB": MB, "GB": 1000 * MB, "TB": 1000 * 1000 * MB}
+SIZE_TEXT = r"[0-9.]+ (?:B|KB|MB|GB|TB)"
+PROGRESS = re.compile(r"^localhost: pulling (?P<model>\S+) (?P<percent>\d+)%% (?P<done>%s)/(?P<total>%s) "
+                      r"(?P<rate>%s)/s ETA (?P<eta>\S+)$" % (SIZE_TEXT, SIZE_TEXT, SIZE_TEXT))
+PULLED = re.compile(r"^localhost: pulled (?P<model>\S+) 100%% (?P<size>%s) in \d+:\d\d, (?P<rate>%s)/s$"
+                    % (SIZE_TEXT, SIZE_TEXT))
+ANY_PROGRESS = re.compile(r"^localhost: pull(ing|ed) ")
+
+PLAY = """---
+- name: A model on the server
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Pull
+      llmops.ollama.ollama_model:
+        base_url: "{{ url }}"
+        name: "{{ model }}"
+        insecure: true
+        progress_interval: "{{ interval | default(omit) }}"
+"""
+
+
+def size_of(text):
+    number, unit = text.split()
+    return float(number) * UNITS[unit]
+
+
+class Run:
+    """ansible-playbook, its output read line by line as it is printed, each line with the second it arrived."""
+
+    def __init__(self, play, extra_vars, args=()):
+        cmd = ["ansible-playbook", "-i", "localhost,", "-c", "local", "-e",
+               "ansible_python_interpreter=%s" % sys.executable, "-e", json.dumps(extra_vars), str(play)] + list(args)
+        self.started = time.time()
+        self.proc = subprocess.Popen(cmd, cwd=str(REPO), env=ansible_env(), stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, universal_newlines=True, bufsize=1)
+        self.lines = []  # (seconds since start, line)
+
+    def lines_until(self, pattern, timeout=60):
+        """Read until a line matches `pattern`; returns its arrival time."""
+        deadline = time.time() + timeout
+        for line in self.proc.stdout:
+            self.lines.append((time.time() - self.started, line.rstrip("\n")))
+            if re.search(pattern, line):
+                return self.lines[-1][0]
+            assert time.time() < deadline, self.output
+        raise AssertionError("no %r in:\n%s" % (pattern, self.output))
+
+    def finish(self, timeout=120):
+        for line in self.proc.stdout:
+            self.lines.append((time.time() - self.started, line.rstrip("\n")))
+        self.rc = self.proc.wait(timeout)
+        return self
+
+    @property
+    def output(self):
+        return "\n".join("%6.2f %s" % (t, line) for t, line in self.lines)
+
+    def recap(self):
+        from tests.lab.ansible_run import recap
+        return recap("\n".join(line for _t, line in self.lines))["localhost"]
+
+    def task_started(self):
+        return [t for t, line in self.lines if line.startswith("TASK [Pull]")][0]
+
+    def progress(self):
+        return [(t, line) for t, line in self.lines if ANY_PROGRESS.match(line)]
+
+
+@pytest.fixture(scope="module")
+def play(tmp_path_factory):
+    path = tmp_path_factory.mktemp("progress") / "pull.yml"
+    path.write_text(PLAY)
+    return path
+
+
+@pytest.fixture(scope="module")
+def server():
+    """A server of this module's own, with an empty store."""
+    srv = OllamaServer().start()
+    yield srv
+    srv.cleanup()
+
+
+@pytest.fixture(scope="module")
+def big(registry):
+    """(name to pull, manifest digest hex, size of all its blobs as the registry has them)."""
+    manifest, blobs = models.build("progress/big:latest", 1, SIZE)
+    digest = models.push(registry.url, "progress/big", "latest", manifest, blobs)
+    return "%s/progress/big:latest" % registry.address, digest.split(":", 1)[1], sum(len(b) for b in blobs.values())
+
+
+def set_knobs(registry, **knobs):
+    req = urllib.request.Request(registry.url + "/_lab/stats", data=json.dumps(knobs).encode(), method="PUT")
+    urllib.request.urlopen(req, timeout=10).close()
+
+
+@pytest.fixture
+def throttle(registry):
+    """Slow the registry's blobs to RATE for this test only."""
+    set_knobs(registry, rate=RATE)
+    yield RATE
+    set_knobs(registry, rate=0)
+
+
+def tags(srv):
+    return {m["name"]: m["digest"] for m in faults.http_tags(srv.url)()}
+
+
+def async_dir_files():
+    return sorted(p.name for p in (Path.home() / ".ansible_async").glob("*"))
+
+
+def test_a_long_pull_shows_its_progress(server, big, throttle, play):
+    name, digest, size = big
+    jobs_before = async_dir_files()
+    run = Run(play, dict(url=server.url, model=name)).finish()
+    assert run.rc == 0, run.output
+    assert run.recap()["changed"] == 1, run.output
+    assert tags(server)[name] == digest
+
+    start = run.task_started()
+    shown = run.progress()
+    lines = [(t, PROGRESS.match(line)) for t, line in shown if PROGRESS.match(line)]
+    record = "progress lines at %s s after the task began" % ", ".join("%.1f" % (t - start) for t, _l in shown)
+    assert len(lines) >= 3, run.output
+    assert shown[-1][0] - shown[0][0] >= 15, "the throttle did not slow the pull: " + record
+    assert shown[0][0] - start <= 10, record
+    gaps = [b[0] - a[0] for a, b in zip(shown, shown[1:])]
+    assert max(gaps) <= 10, record
+    assert all(m.group("model") == name for _t, m in lines), run.output
+    percents = [int(m.group("percent")) for _t, m in lines]
+    # only growing, from the start of the pull to its last 5 s (at most 8 MB short of the end)
+    assert percents == sorted(percents) and percents[0] < 50 and percents[-1] >= 70, percents
+    for _t, m in lines:
+        # the registry's size of the whole model (its three blobs), from the first line on
+        assert abs(size_of(m.group("total")) - size) <= 0.05 * MB, (m.group(0), size)
+        assert size_of(m.group("done")) <= size_of(m.group("total"))
+    for _t, m in lines[1:]:
+        assert 0.5 * RATE <= size_of(m.group("rate")) <= 1.5 * RATE, m.group(0)
+        assert re.match(r"^\d+:\d\d$", m.group("eta")), m.group(0)
+    etas = [int(m.group("eta").split(":")[0]) * 60 + int(m.group("eta").split(":")[1]) for _t, m in lines[1:]]
+    assert etas == sorted(etas, reverse=True), etas
+    done = PULLED.match(shown[-1][1])  # and the last line says 100%, when the pull is over
+    assert done and done.group("model") == name, run.output
+    assert abs(size_of(done.group("size")) - size) <= 0.05 * MB
+    # nothing left behind in Ansible's async directory: neither the job's file nor the progress file
+    assert async_dir_files() == jobs_before
+
+    again = Run(play, dict(url=server.url, model=name)).finish()
+    assert again.rc == 0 and again.recap()["changed"] == 0, again.output
+    assert again.progress() == [], again.output
+
+    check = Run(play, dict(url=server.url, model=name), args=["--check"]).finish()
+    assert check.rc == 0 and check.recap()["changed"] == 0, check.output
+    assert check.progress() == [], check.output
+
+
+def test_check_mode_and_interval_zero_print_no_progress(server, registry, play):
+    small = "%s/lab/small:latest" % registry.address
+    check = Run(play, dict(url=server.url, model=small), args=["--check"]).finish()
+    assert check.rc == 0 and check.recap()["changed"] == 1, check.output  # a pull is due, and not done
+    assert check.progress() == [], check.output
+    assert small not in tags(server)
+
+    quiet = Run(play, dict(url=server.url, model=small, interval=0)).finish()
+    assert quiet.rc == 0 and quiet.recap()["changed"] == 1, quiet.output
+    assert quiet.progress() == [], quiet.output
+    assert small in tags(server)
+
+    wrong = Run(play, dict(url=server.url, model=small, interval=11)).finish()
+    assert wrong.rc != 0
+    (_host, failure), = faults.failed_results("\n".join(line for _t, line in wrong.lines))
+    assert failure["msg"] == "progress_interval must be from 0 (no progress lines) to 10 seconds, got 11"
+
+
+def test_a_failing_pull_fails_with_the_modules_message(server, big, registry, throttle, play):
+    """The server dies in the middle of the pull, or the model is not in the registry: the task fails with the
+    module's own message, as it did without progress lines."""
+    name, _digest, _size = big
+    with OllamaServer() as srv:
+        run = Run(play, dict(url=srv.url, model=name))
+        run.lines_until(PROGRESS.pattern)
+        srv.proc.kill()
+        srv.proc.wait()
+        run.finish()
+    text = "\n".join(line for _t, line in run.lines)
+    assert run.rc != 0
+    (_host, failure), = faults.failed_results(text)
+    assert failure["msg"].startswith("pulling %s: " % name), failure["msg"]
+    assert "run again to finish the pull" in failure["msg"], failure["msg"]
+    assert failure["changed"] is False and failure["models"][0]["action"] == "pulled", failure
+    assert "async" not in failure["msg"].lower() and "Traceback" not in text, text
+
+    missing = "%s/lab/nope:1" % registry.address
+    run = Run(play, dict(url=server.url, model=missing)).finish()
+    text = "\n".join(line for _t, line in run.lines)
+    (_host, failure), = faults.failed_results(text)
+    assert failure["msg"].startswith("model '%s' is not in its registry" % missing), failure["msg"]
+    assert "async" not in failure["msg"].lower() and "Traceback" not in text, text
