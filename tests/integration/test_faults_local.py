@@ -166,7 +166,8 @@ def test_server_killed_mid_pull(server, proxy, big, plays):
 
 def test_playbook_killed_mid_pull(server, proxy, big, plays):
     """ansible-playbook SIGKILLed during a pull: the server is unharmed, the next run converges with no manual
-    step, and a third run changes nothing."""
+    step, and a third run changes nothing. The pull runs on the host as an async job (for its progress lines), so
+    it goes on after the controller died: the next run finds the model there, or pulls it (again, alongside)."""
     repo, digest, blobs = big
     name = "%s/%s" % (proxy.address, repo)
     proxy.rate = RATE
@@ -186,7 +187,7 @@ def test_playbook_killed_mid_pull(server, proxy, big, plays):
     proxy.rate = None
     second = run_playbook(plays / "pull.yml", extra_vars=pull_vars(server, name))
     assert second.rc == 0, second.output[-3000:]
-    assert second.stats["localhost"]["changed"] == 1
+    assert second.stats["localhost"]["changed"] in (0, 1)
     third = run_playbook(plays / "pull.yml", extra_vars=pull_vars(server, name))
     seen = watcher.stop()
     assert third.rc == 0 and third.changed() == {"localhost": 0}, third.output[-3000:]
