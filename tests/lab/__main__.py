@@ -6,6 +6,7 @@
 """
 import argparse
 import os
+import secrets
 import sys
 import time
 
@@ -25,13 +26,29 @@ def _write_group_vars(site, cli):
              "lab_registry: \"%s\"" % site["registry"],
              "lab_ollama_versions: [%s]" % ", ".join('"%s"' % v for v in ollama_build.VERSIONS),
              "lab_codex_tarball: %s" % cli.tarball,
-             "lab_codex_checksum: \"%s\"" % codex_cli.sri_digest(cli.tarball)]
-    (gv / "all" / "lab.yml").write_text("\n".join(lines) + "\n")
+             "lab_codex_checksum: \"%s\"" % codex_cli.sri_digest(cli.tarball),
+             "# the GPU servers' proxy token of the workstations (a site keeps its tokens in Ansible Vault)",
+             "lab_proxy_token: \"%s\"" % _proxy_token()]
+    path = gv / "all" / "lab.yml"
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text("\n".join(lines) + "\n")
     for src in GROUP_VARS.glob("*.yml"):
         dest = gv / "all" / "site.yml" if src.name == "all.yml" else gv / src.name
         if dest.is_symlink() or dest.exists():
             dest.unlink()
         dest.symlink_to(src)
+
+
+def _proxy_token():
+    """The lab's bearer token for the GPU servers' proxy: made once, kept with the lab's state (mode 0600)."""
+    path = LAB_STATE / "proxy-token"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
 
 
 def up(n_hosts=3):

@@ -58,6 +58,9 @@ from tests.lab.paths import BRIDGE, GATEWAY_IP, LAB_CACHE, LAB_STATE, host_ip
 RELEASES = ("bookworm", "trixie")
 PACKAGES = ("systemd,systemd-sysv,dbus,python3,openssh-server,iproute2,curl,ca-certificates,zstd,sudo,gnupg,"
             "python3-apt,procps,acl,xz-utils,less")
+# Packages left in each rootfs's apt cache (with the package lists) but not installed: hosts have no internet, and
+# roles install these from the cache as they would from a mirror (nginx for the proxy role).
+CACHED_PACKAGES = ("nginx",)
 # Units that have nothing to do in a container without hardware, clocks or a real console.
 MASKED_UNITS = ("systemd-timesyncd.service", "systemd-networkd-wait-online.service", "getty@tty1.service",
                 "serial-getty@.service", "console-getty.service", "e2scrub_reap.service", "apt-daily.timer",
@@ -126,7 +129,8 @@ def _mirror(sources=None):
 
 
 def _stamp():
-    return "variant=minbase include=%s masked=%s\n" % (PACKAGES, ",".join(MASKED_UNITS))
+    return "variant=minbase include=%s masked=%s cached=%s\n" % (PACKAGES, ",".join(MASKED_UNITS),
+                                                                ",".join(CACHED_PACKAGES))
 
 
 def _rootfs_in_use(path):
@@ -177,6 +181,7 @@ def ensure_rootfs(releases):
                 raise LabError("debootstrap %s failed%s (log: %s); check the mirror (or set LAB_DEBIAN_MIRROR) "
                                "and retry" % (release, (": " + errors[-1][3:]) if errors else "", logfile))
             _prepare_rootfs(tmp)
+            _cache_packages(tmp, logfile)
             (tmp / ".lab-rootfs").write_text(_stamp())
             final = ROOTFS_DIR / release
             if final.exists():
@@ -226,6 +231,18 @@ def _prepare_rootfs(root):
     (root / "etc/ssh/sshd_config.d/lab.conf").write_text("UseDNS no\nPermitRootLogin prohibit-password\n")
     shutil.rmtree(root / "var/cache/apt/archives", ignore_errors=True)
     (root / "var/cache/apt/archives/partial").mkdir(parents=True)
+
+
+def _cache_packages(root, logfile):
+    """Fill the rootfs's package lists and apt cache with CACHED_PACKAGES and what they need (not installed)."""
+    with open(logfile, "a") as out:
+        for cmd in (["apt-get", "-q", "update"],
+                    ["apt-get", "-q", "-y", "--no-install-recommends", "--download-only", "install"]
+                    + list(CACHED_PACKAGES)):
+            if subprocess.call(["chroot", str(root)] + cmd, stdin=subprocess.DEVNULL, stdout=out,
+                               stderr=subprocess.STDOUT):
+                raise LabError("%s in the new rootfs failed (log: %s); check the mirror and retry"
+                               % (" ".join(cmd[:3]), logfile))
 
 
 # ---------------------------------------------------------------- host plans and state
