@@ -1,0 +1,215 @@
+"""A GPU server shared by a team, safely: Ollama on loopback, nginx in front with TLS and bearer tokens, and a
+workstation's Codex using it (the proxy and codex roles, on lab2 and lab1).
+
+lab2 is converged with the gpu_servers playbook (the lab gives it a token for the workstations); lab1 gets the
+codex role with the remote provider, the token and the proxy's CA. After test_site.py (which converges both) the
+fixtures' runs change nothing; on bare hosts they converge them. Everything is checked as a user sees it: curl and
+the real Codex CLI on the workstation, files and logs on both hosts.
+"""
+import json
+import secrets
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.lab.paths import REPO
+
+SERVER, CLIENT, STRANGER = "lab2", "lab1", "lab3"
+PROXY_ONLY = REPO / "tests" / "fleet" / "playbooks" / "proxy.yml"
+PORT = 11443
+CONF = "/etc/nginx/conf.d/llmops-ollama-proxy.conf"
+LOG = "/var/log/nginx/ollama-proxy.access.log"
+
+
+@pytest.fixture(scope="module")
+def token(lab):
+    return (Path(lab.inventory).parent / "group_vars" / "all" / "lab.yml").read_text().split(
+        "lab_proxy_token: ")[1].split("\n")[0].strip('"')
+
+
+@pytest.fixture(scope="module")
+def server(lab):
+    run = lab.playbook("gpu_servers.yml", limit=SERVER, args=["-v"])
+    assert run.rc == 0, run.output[-5000:]
+    return run
+
+
+@pytest.fixture(scope="module")
+def client(lab, server, token):
+    run = lab.playbook("codex.yml", limit=CLIENT, extra_vars=remote_vars(lab, token), args=["-v"])
+    assert run.rc == 0, run.output[-5000:]
+    return run
+
+
+def remote_vars(lab, token, **extra):
+    return dict({"codex_provider": "remote", "codex_remote_url": "https://%s:%d" % (lab.ips[SERVER], PORT),
+                 "codex_remote_token": token, "codex_remote_ca_host": SERVER}, **extra)
+
+
+def curl(lab, path, token=None, method="GET", data=None, host=CLIENT, cacert=True):
+    """HTTP status and body of a request from the workstation to the proxy."""
+    cmd = "curl -sS -m 20 -o /tmp/body -w '%%{http_code}' -X %s" % method
+    if cacert:
+        cmd += " --cacert /usr/local/share/ca-certificates/llmops-ollama-ollama-remote.crt"
+    if token is not None:
+        cmd += " -H 'Authorization: Bearer %s'" % token
+    if data is not None:
+        cmd += " -d '%s'" % json.dumps(data)
+    cmd += " https://%s:%d%s 2>/tmp/body; echo; cat /tmp/body" % (lab.ips[SERVER], PORT, path)
+    out = lab.ssh(host, cmd, check=False)
+    status, _, body = out.partition("\n")
+    return status.strip(), body
+
+
+def test_server_listens_on_loopback_only(lab, server):
+    listening = lab.ssh(SERVER, "ss -Htln")
+    assert "127.0.0.1:11434" in listening and "0.0.0.0:11434" not in listening
+    assert "0.0.0.0:%d" % PORT in listening
+    # from the workstation, the server's own port is closed; the proxy's answers
+    direct = lab.ssh(CLIENT, "curl -sS -m 5 http://%s:11434/api/version 2>&1" % lab.ips[SERVER], check=False)
+    assert "Could not connect" in direct or "Connection refused" in direct or "Failed to connect" in direct, direct
+
+
+def test_request_without_a_valid_token_is_refused(lab, client, token):
+    assert curl(lab, "/v1/models")[0] == "401"
+    assert curl(lab, "/api/tags", token="x" * 40)[0] == "401"
+    assert curl(lab, "/api/tags", token=token[:-1])[0] == "401"
+    status, body = curl(lab, "/api/tags", token=token)
+    assert status == "200", body
+    assert "lab/small:latest" in body
+
+
+def test_use_token_runs_models_but_cannot_manage_them(lab, client, token):
+    model = "%s/lab/small:latest" % lab.site["registry"]
+    assert curl(lab, "/api/show", token=token, method="POST", data={"model": model})[0] == "200"
+    status, body = curl(lab, "/api/delete", token=token, method="DELETE", data={"model": model})
+    assert status == "403", body
+    assert curl(lab, "/api/pull", token=token, method="POST", data={"model": model})[0] == "403"
+    assert model in [m["name"] for m in lab.api(SERVER, "/api/tags")["models"]]
+
+
+def test_tls_is_verified_with_the_generated_ca(lab, client, token):
+    # the workstation trusts the proxy's CA (the codex role added it to the host's CAs); a host that does not, refuses
+    assert curl(lab, "/api/version", token=token, cacert=False)[0] == "200"
+    status, body = curl(lab, "/api/version", token=token, cacert=False, host=STRANGER)
+    assert status == "000" and "certificate" in body, body
+    # the CA may only sign the server's own names and addresses
+    ca = lab.ssh(SERVER, "openssl x509 -noout -text -in /etc/ollama-proxy/tls/ca.crt")
+    assert "Name Constraints: critical" in ca and "IP:%s/255.255.255.255" % lab.ips[SERVER] in ca
+    cert = lab.ssh(SERVER, "openssl x509 -noout -ext subjectAltName -in /etc/ollama-proxy/tls/server.crt")
+    assert "IP Address:%s" % lab.ips[SERVER] in cert and "DNS:%s" % SERVER in cert
+
+
+def test_codex_on_the_workstation_reaches_the_server_with_its_token(lab, client, token):
+    config = lab.ssh(CLIENT, "cat /etc/codex/config.toml")
+    assert 'base_url = "https://%s:%d/v1"' % (lab.ips[SERVER], PORT) in config
+    assert 'env_key = "OLLAMA_REMOTE_TOKEN"' in config and token not in config
+    assert lab.ssh(CLIENT, "stat -c '%a %U' /root/.codex/.env").split() == ["600", "root"]
+    lab.ssh(SERVER, "truncate -s 0 %s" % LOG)
+    doctor = json.loads(lab.ssh(CLIENT, "codex doctor --json", check=False))["checks"]
+    assert doctor["config.load"]["status"] == "ok", doctor["config.load"]
+    reach = doctor["network.provider_reachability"]
+    assert reach["status"] == "ok", reach
+    assert lab.ips[SERVER] in json.dumps(reach)
+    # doctor probes without the token (it counts a 401 as reachable); a real request carries it: Codex reads it from
+    # ~/.codex/.env with nothing in the shell's environment, the proxy lets it in, and Ollama answers (the lab's
+    # synthetic model cannot run, so Ollama's own refusal is the answer)
+    lab.ssh(SERVER, "truncate -s 0 %s" % LOG)
+    out = lab.ssh(CLIENT, "env -u OLLAMA_REMOTE_TOKEN timeout 120 codex exec --skip-git-repo-check "
+                          "-c model_providers.ollama-remote.stream_max_retries=0 'say hi' 2>&1", check=False)
+    assert "does not support tools" in out, out[-2000:]
+    log = lab.ssh(SERVER, "cat %s" % LOG)
+    assert ' workstations [' in log and '"POST /v1/responses" 200' in log, log
+    assert token not in log
+
+
+def test_tokens_appear_in_no_output_and_no_world_readable_file(lab, server, client, token):
+    assert token not in server.output and token not in client.output
+    for host in (SERVER, CLIENT):
+        found = lab.ssh(host, "setpriv --reuid=nobody --regid=nogroup --clear-groups grep -rlsF -- '%s' /etc /var/log "
+                              "/root /home /tmp /opt; true" % token)
+        assert found.strip() == "", (host, found)
+    assert lab.ssh(SERVER, "stat -c '%%a %%U' %s" % CONF).split() == ["600", "root"]
+    assert lab.ssh(SERVER, "stat -c '%a' /etc/ollama-proxy/tls/ca.key /etc/ollama-proxy/tls/server.key").split() == [
+        "600", "600"]
+
+
+def test_second_run_changes_nothing(lab, client, token):
+    run = lab.playbook("gpu_servers.yml", limit=SERVER)
+    assert run.rc == 0 and run.changed() == {SERVER: 0}, run.output[-3000:]
+    run = lab.playbook("codex.yml", limit=CLIENT, extra_vars=remote_vars(lab, token))
+    assert run.rc == 0 and run.changed() == {CLIENT: 0}, run.output[-3000:]
+
+
+def test_bad_tokens_are_refused_before_anything_changes(lab, client, token):
+    before = lab.ssh(SERVER, "sha256sum %s" % CONF)
+    secret = "short-" + secrets.token_hex(4)
+    bad = [{"name": "team a", "token": secret}, {"name": "ci", "token": token, "scope": "root"}]
+    run = lab.playbook("gpu_servers.yml", limit=SERVER, extra_vars={"ollama_proxy_tokens": bad}, args=["-v"])
+    assert run.rc != 0
+    assert "The proxy cannot be set up" in run.output
+    assert "'team a'" in run.output or '"team a"' in run.output
+    assert "the scope of ci is neither use nor admin" in run.output
+    assert secret not in run.output and token not in run.output
+    assert lab.ssh(SERVER, "sha256sum %s" % CONF) == before
+    assert curl(lab, "/api/version", token=token)[0] == "200"
+
+
+def test_exposed_server_is_refused(lab, client, token):
+    run = lab.playbook("gpu_servers.yml", limit=SERVER, extra_vars={"ollama_server_host": "0.0.0.0"})
+    assert run.rc != 0 and "must listen on loopback only" in run.output, run.output[-3000:]
+    assert "0.0.0.0:11434" not in lab.ssh(SERVER, "ss -Htln")  # refused before the server role ran
+
+
+def test_provided_certificate_and_a_new_token(lab, client, token):
+    """A certificate from the site's own CA replaces the generated one; a second holder gets access; then back."""
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        ip = lab.ips[SERVER]
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-keyout", d / "ca.key", "-out", d / "ca.crt", "-days", "2", "-subj", "/CN=Site CA",
+                        "-addext", "basicConstraints=critical,CA:TRUE"], check=True, capture_output=True)
+        subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-keyout", d / "srv.key", "-out", d / "srv.csr", "-subj", "/CN=%s" % ip],
+                       check=True, capture_output=True)
+        (d / "ext").write_text("subjectAltName=IP:%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n" % ip)
+        subprocess.run(["openssl", "x509", "-req", "-in", d / "srv.csr", "-CA", d / "ca.crt", "-CAkey", d / "ca.key",
+                        "-CAcreateserial", "-days", "2", "-extfile", d / "ext", "-out", d / "srv.crt"],
+                       check=True, capture_output=True)
+        site_ca = (d / "ca.crt").read_text()
+        ci_token = secrets.token_urlsafe(32)
+        provided = {"ollama_proxy_tls_cert": (d / "srv.crt").read_text(), "ollama_proxy_tls_key": (d / "srv.key").read_text(),
+                    "ollama_proxy_tls_ca": site_ca,
+                    "ollama_proxy_tokens": [{"name": "workstations", "token": token},
+                                            {"name": "ci", "token": ci_token, "scope": "admin"}]}
+    try:
+        run = lab.playbook(PROXY_ONLY, limit=SERVER, extra_vars=provided, args=["-v"])
+        assert run.rc == 0, run.output[-3000:]
+        assert ci_token not in run.output and "PRIVATE KEY" not in run.output
+        run = lab.playbook("codex.yml", limit=CLIENT, extra_vars=remote_vars(lab, token, codex_remote_ca=site_ca,
+                                                                              codex_remote_ca_host=""))
+        assert run.rc == 0, run.output[-3000:]
+        issuer = lab.ssh(CLIENT, "echo | openssl s_client -connect %s:%d 2>/dev/null | openssl x509 -noout -issuer"
+                         % (lab.ips[SERVER], PORT))
+        assert "Site CA" in issuer
+        assert curl(lab, "/api/version", token=token)[0] == "200"
+        # the admin token may manage models: a delete of a model that is not there reaches the server (404)
+        assert curl(lab, "/api/delete", token=ci_token, method="DELETE", data={"model": "nothing:here"})[0] == "404"
+        doctor = json.loads(lab.ssh(CLIENT, "codex doctor --json", check=False))["checks"]
+        assert doctor["network.provider_reachability"]["status"] == "ok", doctor["network.provider_reachability"]
+    finally:
+        assert lab.playbook(PROXY_ONLY, limit=SERVER).rc == 0
+        assert lab.playbook("codex.yml", limit=CLIENT, extra_vars=remote_vars(lab, token)).rc == 0
+    assert curl(lab, "/api/delete", token=ci_token, method="DELETE", data={"model": "nothing:here"})[0] == "401"
+
+
+def test_absent_removes_the_proxy(lab, client, token):
+    run = lab.playbook(PROXY_ONLY, limit=SERVER, extra_vars={"ollama_proxy_state": "absent"})
+    assert run.rc == 0, run.output[-3000:]
+    assert lab.ssh(SERVER, "ls %s /etc/ollama-proxy 2>&1; true" % CONF).count("No such file") == 2
+    assert str(PORT) not in lab.ssh(SERVER, "ss -Htln")
+    assert lab.api(SERVER, "/api/version")["version"]  # the server itself keeps running
+    run = lab.playbook(PROXY_ONLY, limit=SERVER)
+    assert run.rc == 0, run.output[-3000:]
