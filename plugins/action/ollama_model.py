@@ -6,9 +6,8 @@
 1. Check mode, `async` on the task, progress_interval 0, or a connection that cannot run a module in the
    background: the module runs once, as the normal action runs it.
 2. Otherwise the module first runs in check mode (the probe). When it would change nothing, its result is the
-   task's result; when it would only remove models, the module runs again for real, synchronously.
-3. When it would pull (or the probe failed, and the real run may still pull), the module runs through Ansible's
-   async wrapper with a progress file to write. The controller reads that file (and whether the job ended) with
+   task's result; when it would only remove models, or the probe failed, the module runs again for real, as in 1.
+3. When it would pull, the module runs through Ansible's async wrapper with a progress file to write. The controller reads that file (and whether the job ended) with
    one cheap command every second or two, prints one line per host every progress_interval seconds, then takes
    the module's result with async_status and removes the job and progress files.
 """
@@ -60,15 +59,17 @@ class ActionModule(ActionBase):
             return self._plain(result, task_vars)
 
         probe = self._run_module(task_vars, check_mode=True)
+        if probe.get("failed"):
+            # not always the real run's answer: in check mode the module refuses a model whose registry it cannot
+            # read from the host, which a real run leaves to the server to pull. The real run decides, at once.
+            return self._plain(result, task_vars)
         pulls = [m.get("name") for m in probe.get("models") or [] if m.get("action") in PULL_ACTIONS]
-        if not probe.get("failed") and not pulls:
-            if not probe.get("changed"):
-                self._remove_tmp_path(self._connection._shell.tmpdir)
-                return merge_hash(result, probe)  # what a real run would return: nothing to do
+        if pulls:
+            return merge_hash(result, self._with_progress(task_vars, interval, pulls))
+        if probe.get("changed"):
             return self._plain(result, task_vars)  # removals only: quick, no progress to show
-        # a pull is due, or the probe failed: in check mode the module refuses models whose registry it cannot read
-        # from the host, which a real run pulls anyway (the server may reach the registry), so the real run decides
-        return merge_hash(result, self._with_progress(task_vars, interval, pulls))
+        self._remove_tmp_path(self._connection._shell.tmpdir)
+        return merge_hash(result, probe)  # what a real run would return: nothing to do
 
     # -- the two ways to run the module ------------------------------------------------------------------------
     def _interval(self):
@@ -183,7 +184,8 @@ class ActionModule(ActionBase):
             cmd += "kill -0 %d 2>/dev/null && echo alive || echo gone; " % int(pid)
         cmd += "echo %s; cat %s 2>/dev/null; true" % (MARK, progress_q)
         res = self._low_level_execute_command(cmd, sudoable=True)
-        parts = (res.get("stdout") or "").split(MARK + "\n")
+        # over SSH with a tty (become) lines end in \r\n
+        parts = (res.get("stdout") or "").replace("\r\n", "\n").split(MARK + "\n")
         if res.get("rc") != 0 or len(parts) != 3:
             raise AnsibleError("unexpected answer to the progress read: %r" % res)
         alive = {"alive": True, "gone": False}.get(parts[1].strip())
