@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 packages=(docker-registry debootstrap systemd-container iproute2 openssh-client zstd tar curl ca-certificates
-          git npm golang-go nftables)
+          git npm golang-go nftables openssl)
 missing=()
 for pkg in "${packages[@]}"; do
   case "$pkg" in
