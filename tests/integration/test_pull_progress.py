@@ -201,8 +201,9 @@ def test_check_mode_and_interval_zero_print_no_progress(server, registry, play):
 
 
 def test_a_failing_pull_fails_with_the_modules_message(server, big, registry, throttle, play):
-    """The server dies in the middle of the pull, or the model is not in the registry: the task fails with the
-    module's own message, as it did without progress lines."""
+    """The server dies in the middle of the pull (the module runs as an async job), or the model is not in the
+    registry (the probe fails, and the module runs once more for real): the task fails with the module's own
+    message, as it did without progress lines."""
     name, _digest, _size = big
     with OllamaServer() as srv:
         run = Run(play, dict(url=srv.url, model=name))
