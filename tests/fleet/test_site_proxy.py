@@ -59,7 +59,7 @@ def curl(lab, path, token=None, method="GET", data=None, host=CLIENT, cacert=Tru
         cmd += " -d '%s'" % json.dumps(data)
     cmd += " https://%s:%d%s 2>/tmp/body; echo; cat /tmp/body" % (lab.ips[SERVER], PORT, path)
     out = lab.ssh(host, cmd, check=False)
-    status, _, body = out.partition("\n")
+    status, body = out.split("\n", 1) if "\n" in out else (out, "")
     return status.strip(), body
 
 
@@ -188,8 +188,8 @@ def test_provided_certificate_and_a_new_token(lab, client, token):
         run = lab.playbook(PROXY_ONLY, limit=SERVER, extra_vars=provided, args=["-v"])
         assert run.rc == 0, run.output[-3000:]
         assert ci_token not in run.output and "PRIVATE KEY" not in run.output
-        run = lab.playbook("codex.yml", limit=CLIENT, extra_vars=remote_vars(lab, token, codex_remote_ca=site_ca,
-                                                                              codex_remote_ca_host=""))
+        with_site_ca = remote_vars(lab, token, codex_remote_ca=site_ca, codex_remote_ca_host="")
+        run = lab.playbook("codex.yml", limit=CLIENT, extra_vars=with_site_ca)
         assert run.rc == 0, run.output[-3000:]
         issuer = lab.ssh(CLIENT, "echo | openssl s_client -connect %s:%d 2>/dev/null | openssl x509 -noout -issuer"
                          % (lab.ips[SERVER], PORT))

@@ -129,8 +129,8 @@ def _mirror(sources=None):
 
 
 def _stamp():
-    return "variant=minbase include=%s masked=%s cached=%s\n" % (PACKAGES, ",".join(MASKED_UNITS),
-                                                                ",".join(CACHED_PACKAGES))
+    return "variant=minbase include=%s masked=%s cached=%s\n" % (
+        PACKAGES, ",".join(MASKED_UNITS), ",".join(CACHED_PACKAGES))
 
 
 def _rootfs_in_use(path):
