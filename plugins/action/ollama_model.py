@@ -144,7 +144,7 @@ class ActionModule(ActionBase):
         """Print a line every `interval` seconds until the job's file says it ended."""
         begun = time.time()
         next_line = begun + min(interval, 2)
-        pid, dead, errors = None, 0, 0
+        pid, dead, errors, seen = None, 0, 0, False
         while True:
             wait = max(0.0, min(POLL_EVERY, next_line - time.time()))
             try:
@@ -162,7 +162,10 @@ class ActionModule(ActionBase):
                 return
             now = time.time()
             if state:
-                pid = state.get("pid")
+                pid, seen = state.get("pid"), True
+            elif seen:  # the module removed its progress file: its pulls are over, it is ending
+                next_line = max(next_line, now + interval / 2.0)
+                continue
             dead = dead + 1 if alive is False else 0
             if dead >= 3:  # the module is gone, and nothing wrote its result: async_status will say what it found
                 return
