@@ -7,9 +7,10 @@
    background: the module runs once, as the normal action runs it.
 2. Otherwise the module first runs in check mode (the probe). When it would change nothing, its result is the
    task's result; when it would only remove models, or the probe failed, the module runs again for real, as in 1.
-3. When it would pull, the module runs through Ansible's async wrapper with a progress file to write. The controller reads that file (and whether the job ended) with
-   one cheap command every second or two, prints one line per host every progress_interval seconds, then takes
-   the module's result with async_status and removes the job and progress files.
+3. When it would pull, the module runs through Ansible's async wrapper with a progress file to write. The
+   controller reads that file (and whether the job ended) with one cheap command every second or two, prints one
+   line per host every progress_interval seconds, then takes the module's result with async_status and removes
+   the job and progress files.
 """
 
 from __future__ import absolute_import, division, print_function

@@ -48,7 +48,7 @@ def test_state_counts_layers_already_there_as_done_and_rates_only_what_is_fetche
     assert progress_line("lab1", state) == "lab1: pulling lab/big 60% 60.0 MB/100.0 MB 10.0 MB/s ETA 0:04"
     progress.close()
     assert not os.path.exists(path)
-    assert [p for p in os.listdir(str(tmp_path))] == []  # no temporary file left either
+    assert os.listdir(str(tmp_path)) == []  # no temporary file left either
 
 
 def test_the_rate_is_over_the_last_seconds(tmp_path):
@@ -87,7 +87,8 @@ def test_lines():
     state = dict(model="llama3.2:3b", index=2, count=3, completed=1.2e9, total=2.7e9, rate=48.3e6, time=5, started=0)
     assert progress_line("lab1", state) == "lab1: pulling llama3.2:3b (2/3) 44% 1.2 GB/2.7 GB 48.3 MB/s ETA 0:31"
     assert progress_line("lab1", dict(state, rate=0, count=1)).endswith("0 B/s ETA -:--")
-    assert progress_line("lab1", dict(state, completed=2.7e9, count=1)).endswith("100% 2.7 GB/2.7 GB 48.3 MB/s ETA 0:00")
+    assert progress_line("lab1", dict(state, completed=2.7e9, count=1)).endswith(
+        "100% 2.7 GB/2.7 GB 48.3 MB/s ETA 0:00")
     assert progress_line("lab1", dict(state, total=0, count=1, status="pulling manifest")) == \
         "lab1: pulling llama3.2:3b: pulling manifest (0:05)"
     assert waiting_line("lab1", ["a", "b"], 3) == "lab1: pulling a, b: starting (0:03)"
