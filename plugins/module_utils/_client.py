@@ -465,7 +465,7 @@ def _http_error(exc, url, what):
         except (ValueError, AttributeError):
             pass
     text = "%s answered HTTP %s for %s: %s" % (what, exc.code, urlsplit(url).path, message or exc.reason)
-    if exc.code == 403 and "Ollama" in what:
+    if exc.code == 403 and "Ollama" in what and not message:  # Ollama's Host check answers with no body
         text += (". A server bound to loopback refuses other Host names; use base_url "
                  "http://127.0.0.1:<port>, or a proxy that rewrites Host")
     if exc.code == 401:

@@ -131,8 +131,9 @@ def test_upgrade_to_a_server_that_does_not_start_is_rolled_back(lab5):
     so, and when it ends the old version is current and answering, with its models; the next run changes nothing.
 
     Then the same upgrade together with a setting that breaks any version (OLLAMA_HOST on an address the host does
-    not have): the version is rolled back but the new environment stays, so the old version does not answer either,
-    and the play says so instead of "running again". The next run with good settings repairs the host."""
+    not have): the version and the unit's environment are both rolled back, and the old server answers when the
+    play ends. Then that setting alone, with no upgrade: the previous environment is put back and the server keeps
+    answering. No backup file is left beside the unit."""
     lab = lab5
     before = state(lab, "lab5")
     faults.broken_release("faults-broken-serve", BROKEN)
@@ -154,16 +155,25 @@ def test_upgrade_to_a_server_that_does_not_start_is_rolled_back(lab5):
     again = lab.playbook("servers.yml", limit="lab5")
     assert again.rc == 0 and again.changed() == {"lab5": 0}, again.output[-3000:]
 
-    worse = lab.playbook("servers.yml", limit="lab5", extra_vars=dict(
-        broken, ollama_server_wait_timeout=2, ollama_server_environment={"OLLAMA_HOST": "10.9.9.9:11434"}))
+    env = "/etc/systemd/system/ollama.service.d/10-environment.conf"
+    env_before = lab.ssh("lab5", "cat %s" % env)
+    bad_host = {"ollama_server_wait_timeout": 2, "ollama_server_environment": {"OLLAMA_HOST": "10.9.9.9:11434"}}
+    worse = lab.playbook("servers.yml", limit="lab5", extra_vars=dict(broken, **bad_host))
+    after = state(lab, "lab5")
     assert worse.rc != 0
     msg = faults.failed_results(worse.output)[-1][1]["msg"]
-    assert ("Rolled back to %s, which does not answer either: the unit or environment written by this run (not rolled "
-            "back) may be what fails; correct them and run again." % NEW) in msg, msg
-    assert lab.ssh("lab5", "curl -s -m 2 http://127.0.0.1:11434/api/version", check=False) == ""
-    repair = lab.playbook("servers.yml", limit="lab5")
-    assert repair.rc == 0, repair.output[-3000:]
-    assert state(lab, "lab5") == before
+    assert "Rolled back to %s with the unit and environment it ran with, which is running again." % NEW in msg, msg
+    assert after == before and lab.ssh("lab5", "cat %s" % env) == env_before
+
+    config_only = lab.playbook("servers.yml", limit="lab5", extra_vars=bad_host)
+    after = state(lab, "lab5")
+    assert config_only.rc != 0
+    msg = faults.failed_results(config_only.output)[-1][1]["msg"]
+    assert "Put back the unit and environment the server ran with; it is running again." in msg, msg
+    assert after == before and lab.ssh("lab5", "cat %s" % env) == env_before
+    assert lab.ssh("lab5", "ls /etc/systemd/system/ollama.service.d/ /etc/systemd/system/ | grep -c '~$'; true").strip() == "0"
+    again = lab.playbook("servers.yml", limit="lab5")
+    assert again.rc == 0 and again.changed() == {"lab5": 0}, again.output[-3000:]
     lab.ssh("lab5", "rm -rf /opt/ollama/versions/%s /var/cache/ollama-archives/%s-*" % (BROKEN, BROKEN))
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.lab.ansible_run import run_playbook
 from tests.lab.paths import REPO
 
 SERVER, CLIENT, STRANGER = "lab2", "lab1", "lab3"
@@ -203,6 +204,55 @@ def test_provided_certificate_and_a_new_token(lab, client, token):
         assert lab.playbook(PROXY_ONLY, limit=SERVER).rc == 0
         assert lab.playbook("codex.yml", limit=CLIENT, extra_vars=remote_vars(lab, token)).rc == 0
     assert curl(lab, "/api/delete", token=ci_token, method="DELETE", data={"model": "nothing:here"})[0] == "401"
+
+
+CONTROLLER_PLAY = """---
+- name: The GPU server's models, managed from the controller through the proxy
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  module_defaults:
+    group/llmops.ollama.ollama:
+      base_url: "{{ proxy_url }}"
+      api_token: "{{ proxy_token }}"
+      ca_path: "{{ proxy_ca }}"
+  tasks:
+    - name: Read the server
+      llmops.ollama.ollama_facts:
+        gather: [server]
+    - name: Put the model in place, or take it away
+      llmops.ollama.ollama_model:
+        name: "{{ model }}"
+        state: "{{ wanted }}"
+        insecure: true
+"""
+
+
+def test_modules_manage_the_server_from_the_controller_with_an_admin_token(lab, client, token, tmp_path):
+    """ollama_facts and ollama_model through the proxy (TLS verified with its CA, token in the header): an admin
+    token manages models; a use token is refused with the proxy's own words, and nothing changes."""
+    admin = secrets.token_urlsafe(32)
+    tokens = {"ollama_proxy_tokens": [{"name": "workstations", "token": token},
+                                      {"name": "ops", "token": admin, "scope": "admin"}]}
+    (tmp_path / "ca.pem").write_text(lab.ssh(SERVER, "cat /etc/ollama-proxy/tls/ca.crt"))
+    (tmp_path / "play.yml").write_text(CONTROLLER_PLAY)
+    model = "%s/lab/tiny:1b" % lab.site["registry"]
+    common = {"proxy_url": "https://%s:%d" % (lab.ips[SERVER], PORT), "proxy_ca": str(tmp_path / "ca.pem"),
+              "model": model}
+    try:
+        assert lab.playbook(PROXY_ONLY, limit=SERVER, extra_vars=tokens).rc == 0
+        run = run_playbook(tmp_path / "play.yml", extra_vars=dict(common, proxy_token=admin, wanted="present"))
+        assert run.rc == 0 and run.changed() == {"localhost": 1}, run.output[-3000:]
+        assert model in [m["name"] for m in lab.api(SERVER, "/api/tags")["models"]]
+        run = run_playbook(tmp_path / "play.yml", extra_vars=dict(common, proxy_token=token, wanted="absent"))
+        assert run.rc != 0 and "this token may use models but not manage them" in run.output, run.output[-3000:]
+        assert model in [m["name"] for m in lab.api(SERVER, "/api/tags")["models"]]
+        run = run_playbook(tmp_path / "play.yml", extra_vars=dict(common, proxy_token=admin, wanted="absent"))
+        assert run.rc == 0 and run.changed() == {"localhost": 1}, run.output[-3000:]
+        assert model not in [m["name"] for m in lab.api(SERVER, "/api/tags")["models"]]
+        assert admin not in run.output
+    finally:
+        assert lab.playbook(PROXY_ONLY, limit=SERVER).rc == 0
 
 
 def test_absent_removes_the_proxy(lab, client, token):

@@ -171,6 +171,15 @@ def test_loopback_host_check_explained(server):
     assert "HTTP 403" in err.value.msg and "refuses other Host names" in err.value.msg
 
 
+def test_proxy_refusal_is_shown_as_the_proxy_says_it(server):
+    # the proxy role's answer to a "use" token asking to pull (the fleet test sees it from real nginx too)
+    client = server(lambda h: h.reply(403, b"this token may use models but not manage them\n", "text/plain"))
+    with pytest.raises(OllamaError) as err:
+        client.tags()
+    assert "HTTP 403" in err.value.msg and "this token may use models but not manage them" in err.value.msg
+    assert "Host" not in err.value.msg
+
+
 def test_token_and_headers_are_sent(server):
     seen = {}
 
