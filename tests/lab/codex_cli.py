@@ -29,8 +29,9 @@ from collections import namedtuple
 from pathlib import Path
 
 from tests.lab.paths import LAB_CACHE
+from tests.lab.versions import CODEX
 
-VERSION = "0.169.0"
+VERSION = CODEX
 PACKAGE = "@openai/codex"
 CACHE = LAB_CACHE / "codex"
 

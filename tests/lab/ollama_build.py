@@ -20,9 +20,10 @@ import tempfile
 from pathlib import Path
 
 from tests.lab.paths import LAB_CACHE
+from tests.lab.versions import OLLAMA_VERSIONS
 
-# Newest stable release the Go module proxy serves, and the one before it (for upgrade/rollback tests).
-VERSIONS = ("0.32.15", "0.32.14")
+# The server role's default release and the one the upgrade/rollback tests go to and from (tests/lab/versions.py).
+VERSIONS = OLLAMA_VERSIONS
 ASSET = "ollama-linux-amd64.tar.zst"
 MIRROR = LAB_CACHE / "mirror"
 
@@ -81,6 +82,7 @@ def build(version):
     binary = binary_path(version)
     if not binary.exists():
         print("building Ollama %s from its Go module (cached afterwards)..." % version, flush=True)
+        LAB_CACHE.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=LAB_CACHE, prefix=".build-"))
         try:
             _go_build(version, staging)
