@@ -3,7 +3,7 @@ PYTHON ?= python3
 HOSTS ?= 3
 PYTEST_ARGS ?=
 
-.PHONY: deps demo lab-up lab-down test unit integration fleet sanity lint build bench
+.PHONY: deps demo lab-up lab-down test unit integration fleet sanity lint build bench matrix
 
 deps:                 ## install what the lab and the tests need (apt, pip; Go and npm from the machine)
 	@tests/lab/deps.sh
@@ -17,10 +17,15 @@ lab-up: deps
 lab-down:
 	$(PYTHON) -m tests.lab down
 
-test: deps            ## everything CI runs: sanity, lint, then unit, integration (real Ollama + registry) and fleet tests
+test: deps            ## everything CI runs: set-up, sanity, lint, unit, integration, fleet, then the other ansible-cores
+	$(PYTHON) -m tests.lab prepare --hosts 6
 	tests/sanity/run.sh
 	ansible-lint
 	$(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests/unit tests/integration tests/fleet
+	$(PYTHON) -m tests.lab.matrix
+
+matrix:               ## sanity, unit and integration tests on every other ansible-core release the collection claims
+	$(PYTHON) -m tests.lab.matrix
 
 unit:
 	$(PYTHON) -m pytest -q tests/unit

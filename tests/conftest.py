@@ -8,14 +8,26 @@ import sys
 import tempfile
 from pathlib import Path
 
+import contextlib
+
 import pytest
 
 from tests.lab.ansible_run import collections_path, run_playbook
+from tests.lab.errors import LabError
 
 
 COLLECTIONS = collections_path()
 if str(COLLECTIONS) not in sys.path:
     sys.path.insert(0, str(COLLECTIONS))
+
+
+@contextlib.contextmanager
+def lab_setup():
+    """A set-up failure of the lab (missing tool, failed build, full disk) fails the test with its one-line message."""
+    try:
+        yield
+    except LabError as exc:
+        pytest.fail("lab set-up: %s" % exc, pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -25,8 +37,9 @@ def registry():
     from tests.lab.registry import Registry
 
     storage = Path(tempfile.mkdtemp(prefix="registry-"))
-    reg = Registry(storage / "store", log_dir=storage).start()
-    reg.digests = models.seed(reg.url)
+    with lab_setup():
+        reg = Registry(storage / "store", log_dir=storage).start()
+        reg.digests = models.seed(reg.url)
     yield reg
     reg.stop()
     subprocess.call(["rm", "-rf", str(storage)])
@@ -36,8 +49,12 @@ def registry():
 def ollama_server():
     from tests.lab.ollama_server import OllamaServer
 
-    with OllamaServer() as server:
+    with lab_setup():
+        server = OllamaServer().start()
+    try:
         yield server
+    finally:
+        server.cleanup()
 
 
 @pytest.fixture

@@ -180,7 +180,9 @@ class ActionModule(ActionBase):
         Returns (running, progress state or None, whether the module's process is alive or None when unknown).
         """
         job_q, progress_q = shlex.quote(job), shlex.quote(progress)
-        running = "grep -q '\"finished\": false' %s 2>/dev/null" % job_q
+        # the async wrapper's job file while the module runs: "finished": false (ansible-core 2.19 and later) or
+        # "finished": 0 (2.16 to 2.18); then the module's result replaces it
+        running = "grep -qE '\"finished\": (false|0)([^0-9]|$)' %s 2>/dev/null" % job_q
         steps = int(wait / 0.25)
         cmd = ("i=0; while [ $i -lt %d ] && %s; do sleep 0.25 2>/dev/null || sleep 1; i=$((i+1)); done; "
                "if %s; then echo running; else echo ended; fi; echo %s; " % (steps, running, running, MARK))

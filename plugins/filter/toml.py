@@ -33,6 +33,14 @@ _ESCAPES = {
 }
 
 
+def _unvault(value):
+    """The text of a vaulted value: on ansible-core before 2.19 a filter gets an AnsibleVaultEncryptedUnicode (a
+    sequence, not a str) for a ``!vault`` variable; its str() is the decrypted text. Anything else is returned as is."""
+    if getattr(value, "__ENCRYPTED__", False):
+        return str(value)
+    return value
+
+
 def _path(parts):
     return ".".join(parts) or "(top level)"
 
@@ -69,6 +77,7 @@ def _is_table_array(value):
 
 
 def _scalar(value, where):
+    value = _unvault(value)
     if value is None:
         raise AnsibleFilterError("to_toml: %s is null, which TOML cannot express; leave the key out instead"
                                  % _path(where))
@@ -117,6 +126,7 @@ def _table(lines, table, where, sort_keys, name=None, array=False):
     array of tables (``[[name]]``), whose header is always written. A plain table's header is left out when
     it holds nothing but sub-tables, as TOML allows.
     """
+    table = dict((k, _unvault(v)) for k, v in table.items())
     keys = sorted(table, key=str) if sort_keys else list(table)
     plain = [k for k in keys if table[k] is not None and not _is_table(table[k]) and not _is_table_array(table[k])]
     nested = [k for k in keys if _is_table(table[k]) or _is_table_array(table[k])]

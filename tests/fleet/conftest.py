@@ -13,6 +13,7 @@ from tests.lab.__main__ import down as lab_down
 from tests.lab.__main__ import up as lab_up
 from tests.lab.ansible_run import run_playbook
 from tests.lab.paths import REPO
+from tests.conftest import lab_setup
 
 PLAYBOOKS = REPO / "playbooks"
 
@@ -52,7 +53,8 @@ def lab():
         pytest.fail("the fleet tests boot containers: run them as root")
     was_up = any(h["up"] for h in fleet.status()) and services.INFO.exists()
     # lab1-lab3 converge the site; lab4 is air-gapped; lab5 and lab6 take the fault tests
-    hosts = lab_up(int(os.environ.get("LAB_HOSTS", "6")))
+    with lab_setup():
+        hosts = lab_up(int(os.environ.get("LAB_HOSTS", "6")))
     yield Lab(hosts)
     if not was_up and not os.environ.get("LAB_KEEP"):
         lab_down()

@@ -7,11 +7,12 @@ import json
 import hashlib
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.lab import ollama_build
+from tests.lab import codex_cli, models, ollama_build
 from tests.lab.paths import LAB_CACHE, LAB_STATE
 
 NEW, OLD = ollama_build.VERSIONS
@@ -71,8 +72,31 @@ def test_codex_loads_its_config_and_reaches_the_server_on_every_host(lab, conver
         checks = doctor(lab, host)
         assert checks["config.load"][0] == "ok", (host, checks["config.load"])
         assert checks["network.provider_reachability"][0] == "ok", (host, checks["network.provider_reachability"])
-        assert "codex-cli 0.169.0" in lab.ssh(host, "codex --version")
+        assert "codex-cli %s" % codex_cli.VERSION in lab.ssh(host, "codex --version")
         assert lab.ssh(host, "head -n 1 /etc/codex/config.toml").startswith("#")
+
+
+def codex_answer(lab, host, oss=True):
+    """What `codex exec` prints on the host, as root, non-interactively; its transcript when it fails."""
+    out = lab.ssh(host, "cd && timeout 120 codex exec %s--skip-git-repo-check 'Say hello.' </dev/null 2>/tmp/codex.err"
+                  % ("--oss " if oss else ""), check=False)
+    return out.strip() or "(no answer) " + lab.ssh(host, "tail -n 20 /tmp/codex.err", check=False)
+
+
+def generate(lab, host, model):
+    """The model's answer through the server's own API on the host."""
+    out = lab.ssh(host, "curl -fsS http://127.0.0.1:11434/api/generate -d '%s'"
+                  % json.dumps({"model": model, "prompt": "Say hello.", "stream": False}))
+    return json.loads(out)["response"]
+
+
+def test_codex_oss_prints_the_models_answer_on_every_workstation(lab, converged):
+    """The product's point: on a bare host the site playbook ends with a working `codex --oss` (the built-in local
+    provider, the server's real model), with no step by hand."""
+    for host in ("lab1", "lab3"):  # workstations
+        started = time.time()
+        assert codex_answer(lab, host) == models.reply("lab/tiny", "latest").strip(), host
+        record("codex exec --oss on %s: answered in %.1fs" % (host, time.time() - started))
 
 
 def test_second_run_changes_nothing(lab, converged):
@@ -147,14 +171,42 @@ def test_archive_from_the_controller_is_verified_there(lab, converged):
     shutil.rmtree(tmp)
 
 
+def test_a_moved_tag_is_pulled_by_latest_and_codex_answers_with_it(lab, converged):
+    """The registry's tag moves; `state: latest` pulls the new build and the next `codex exec` answers with its
+    reply. On lab1, with lab/moving as its Codex model; put back afterwards."""
+    registry, url = lab.site["registry"], lab.site["registry_url"]
+    moving = "%s/lab/moving" % registry
+    extra = {"ollama_models": [{"name": moving, "state": "latest"}], "codex_model": moving}
+    try:
+        run = lab.playbook("site.yml", limit="lab1", extra_vars=extra)
+        assert run.rc == 0, run.output[-3000:]
+        assert codex_answer(lab, "lab1") == models.reply("lab/moving", "latest").strip()
+        models.push_model(url, "lab/moving", "latest", version=2, real=True)
+        check = lab.playbook("site.yml", limit="lab1", extra_vars=extra, check=True)
+        assert check.changed()["lab1"] >= 1, check.output[-3000:]
+        run = lab.playbook("site.yml", limit="lab1", extra_vars=extra)
+        assert run.rc == 0 and run.changed()["lab1"] >= 1, run.output[-3000:]
+        assert codex_answer(lab, "lab1") == models.reply("lab/moving", "latest", version=2).strip()
+    finally:
+        models.push_model(url, "lab/moving", "latest", version=1, real=True)
+        lab.ssh("lab1", "curl -s -X DELETE http://127.0.0.1:11434/api/delete -d '{\"model\": \"%s\"}'" % moving,
+                check=False)
+        assert lab.playbook("site.yml", limit="lab1").rc == 0
+
+
 def test_upgrade_and_roll_back_keep_models(lab, converged):
     before = server_state(lab, VICTIM)
+    tiny = "%s/lab/tiny:latest" % lab.site["registry"]
+    reply = models.reply("lab/tiny", "latest")
+    assert generate(lab, VICTIM, tiny) == reply
     to_old = lab.playbook("servers.yml", limit=VICTIM, extra_vars={"ollama_server_version": OLD})
     assert to_old.rc == 0, to_old.output[-3000:]
     after_switch = server_state(lab, VICTIM)
     assert after_switch["version"] == OLD
     assert after_switch["current"] == "/opt/ollama/versions/%s" % OLD
     assert after_switch["models"] == before["models"]
+    assert generate(lab, VICTIM, tiny) == reply  # the models still answer on the other release
+    assert codex_answer(lab, VICTIM) == reply.strip()
     again = lab.playbook("servers.yml", limit=VICTIM, extra_vars={"ollama_server_version": OLD})
     assert again.changed() == {VICTIM: 0}, again.output[-3000:]
 
@@ -162,6 +214,7 @@ def test_upgrade_and_roll_back_keep_models(lab, converged):
     assert back.rc == 0, back.output[-3000:]
     # rolling back is a switch of the link: both versions stay unpacked, nothing is downloaded again
     assert server_state(lab, VICTIM) == before
+    assert generate(lab, VICTIM, tiny) == reply
     assert sorted(lab.ssh(VICTIM, "ls /opt/ollama/versions").split()) == sorted([NEW, OLD])
     record("upgrade/rollback on %s: %.1fs / %.1fs" % (VICTIM, to_old.seconds, back.seconds))
 

@@ -137,15 +137,37 @@ def test_codex_on_the_workstation_reaches_the_server_with_its_token(lab, client,
     assert reach["status"] == "ok", reach
     assert lab.ips[SERVER] in json.dumps(reach)
     # doctor probes without the token (it counts a 401 as reachable); a real request carries it: Codex reads it from
-    # ~/.codex/.env with nothing in the shell's environment, the proxy lets it in, and Ollama answers (the lab's
-    # synthetic model cannot run, so Ollama's own refusal is the answer)
+    # ~/.codex/.env with nothing in the shell's environment, the proxy lets it in over TLS, and the GPU server's
+    # model answers
     lab.ssh(SERVER, "truncate -s 0 %s" % LOG)
-    out = lab.ssh(CLIENT, "env -u OLLAMA_REMOTE_TOKEN timeout 120 codex exec --skip-git-repo-check "
-                          "-c model_providers.ollama-remote.stream_max_retries=0 'say hi' 2>&1", check=False)
-    assert "does not support tools" in out, out[-2000:]
+    answer = lab.ssh(CLIENT, "cd && env -u OLLAMA_REMOTE_TOKEN timeout 120 codex exec --skip-git-repo-check "
+                             "'Say hello.' </dev/null 2>/tmp/codex.err", check=False)
+    assert answer.strip() == "Hello from tiny!", lab.ssh(CLIENT, "tail -n 30 /tmp/codex.err")
     log = lab.ssh(SERVER, "cat %s" % LOG)
     assert ' workstations [' in log and '"POST /v1/responses" 200' in log, log
     assert token not in log
+
+
+def codex_without_the_token(lab, token_setup):
+    """`codex exec` on the workstation with the token taken away or replaced; returns (exit status, its words)."""
+    out = lab.ssh(CLIENT, "cd && mv .codex/.env .codex/.env.saved && %s; "
+                          "timeout 120 codex exec --skip-git-repo-check "
+                          "-c model_providers.ollama-remote.request_max_retries=0 "
+                          "-c model_providers.ollama-remote.stream_max_retries=0 'Say hello.' </dev/null >/tmp/codex.out "
+                          "2>&1; echo \"rc=$?\"; mv .codex/.env.saved .codex/.env; cat /tmp/codex.out" % token_setup,
+                  check=False)
+    first, _sep, rest = out.partition("\n")
+    return int(first.split("=")[1]), rest
+
+
+@pytest.mark.parametrize("case", ["no token", "wrong token"])
+def test_codex_without_a_valid_token_fails_with_the_401(lab, client, token, case):
+    setup = "true" if case == "no token" else "printf 'OLLAMA_REMOTE_TOKEN=%s\\n' > .codex/.env" % (token[:-1] + ("A" if token[-1] != "A" else "B"))
+    rc, words = codex_without_the_token(lab, setup)
+    assert rc != 0, words[-2000:]
+    assert "401" in words, words[-2000:]
+    assert "Hello from tiny" not in words
+    assert lab.ssh(CLIENT, "stat -c '%a' .codex/.env").strip() == "600"
 
 
 def test_tokens_appear_in_no_output_and_no_world_readable_file(lab, server, client, token):

@@ -1,16 +1,19 @@
 """The lab in one command: real Ollama builds, a release mirror, a registry and a fleet of systemd hosts.
 
-    python3 -m tests.lab up [--hosts N]      # build/fetch what is missing, boot the fleet, start the services
+    python3 -m tests.lab prepare [--hosts N] # build/fetch what is missing (Ollama, root filesystems, Codex), timed
+    python3 -m tests.lab up [--hosts N]      # prepare, boot the fleet, start the services
     python3 -m tests.lab demo [--hosts N]    # up, run playbooks/site.yml on the fleet, print the fleet report
     python3 -m tests.lab down                # stop everything the lab started
 """
 import argparse
+import concurrent.futures
 import os
 import secrets
 import sys
 import time
 
 from tests.lab import codex_cli, fleet, ollama_build, services
+from tests.lab.errors import LabError
 from tests.lab.ansible_run import collections_path, run_playbook
 from tests.lab.paths import LAB_STATE, REPO
 
@@ -51,11 +54,29 @@ def _proxy_token():
     return path.read_text().strip()
 
 
+def _timed(what, func, *args):
+    started = time.time()
+    result = func(*args)
+    return result, "%s %.0fs" % (what, time.time() - started)
+
+
+def prepare(n_hosts=3):
+    """Make what the lab needs and does not have yet, each part at once: the Ollama builds (CPU), the root
+    filesystems (debootstrap, mostly network) and the Codex CLI (npm). Returns the Codex CLI."""
+    releases = sorted({h["release"] for h in fleet.plan(n_hosts)}, key=fleet.RELEASES.index)
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        jobs = [pool.submit(_timed, "Ollama %s" % ", ".join(ollama_build.VERSIONS),
+                            lambda: [ollama_build.build(v) for v in ollama_build.VERSIONS]),
+                pool.submit(_timed, "root filesystems", fleet.ensure_rootfs, releases),
+                pool.submit(_timed, "Codex CLI", codex_cli.ensure)]
+        results = [job.result() for job in jobs]  # the first failure is raised here, after the others ended
+    print("lab: ready: %s" % ", ".join(took for _result, took in results), flush=True)
+    return results[2][0]
+
+
 def up(n_hosts=3):
     started = time.time()
-    for version in ollama_build.VERSIONS:
-        ollama_build.build(version)
-    cli = codex_cli.ensure()
+    cli = prepare(n_hosts)
     hosts = fleet.up(n_hosts)
     site = services.start()
     _write_group_vars(site, cli)
@@ -86,17 +107,24 @@ def demo(n_hosts=3):
 
 def main(argv):
     parser = argparse.ArgumentParser(prog="python3 -m tests.lab")
-    parser.add_argument("command", choices=["up", "down", "demo"])
+    parser.add_argument("command", choices=["prepare", "up", "down", "demo"])
     parser.add_argument("--hosts", type=int, default=int(os.environ.get("LAB_HOSTS", "3")))
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         sys.exit("the lab boots containers and network namespaces: run it as root")
-    if args.command == "up":
-        up(args.hosts)
-    elif args.command == "down":
-        down()
-    else:
-        sys.exit(demo(args.hosts))
+    try:
+        if args.command == "prepare":
+            prepare(args.hosts)
+        elif args.command == "up":
+            up(args.hosts)
+        elif args.command == "down":
+            down()
+        else:
+            sys.exit(demo(args.hosts))
+    except LabError as exc:
+        sys.exit("lab: error: %s" % exc)
+    except KeyboardInterrupt:
+        sys.exit("lab: interrupted; `python3 -m tests.lab down` stops what was started")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import tempfile
 from collections import namedtuple
 from pathlib import Path
 
+from tests.lab.errors import LabError, disk_full, need_tools
 from tests.lab.paths import LAB_CACHE
 from tests.lab.versions import CODEX
 
@@ -47,7 +48,7 @@ def host_arch():
     try:
         return MACHINE_ARCH[machine]
     except KeyError:
-        sys.exit("the Codex CLI has no Linux build for %s" % machine)
+        raise LabError("the Codex CLI has no Linux build for %s" % machine)
 
 
 def tarball_name(version=VERSION, arch=None):
@@ -83,11 +84,13 @@ def _fetch(version, arch, dest):
     out = subprocess.run(["npm", "pack", spec, "--json", "--pack-destination", str(dest)], cwd=str(dest), check=False,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
     if out.returncode != 0:
-        sys.exit("npm pack %s failed:\n%s" % (spec, out.stderr[-3000:]))
+        last = (out.stderr.strip().splitlines() or [""])[-1]
+        raise LabError("npm pack %s failed (exit %d): %s -- check that the npm registry is reachable"
+                       % (spec, out.returncode, last[:300]))
     packed = json.loads(out.stdout)[0]
     tgz = dest / packed["filename"]
     if sri_digest(tgz) != packed["integrity"]:
-        sys.exit("%s does not match the registry's integrity %s" % (tgz, packed["integrity"]))
+        raise LabError("%s does not match the registry's integrity %s; nothing was kept" % (tgz, packed["integrity"]))
     os.replace(tgz, dest / tarball_name(version, arch))
     with tarfile.open(dest / tarball_name(version, arch)) as tar:
         tar.extractall(dest, filter="tar") if hasattr(tarfile, "data_filter") else tar.extractall(dest)
@@ -100,11 +103,15 @@ def ensure(version=VERSION, arch=None):
     arch = arch or host_arch()
     root = _dir(version, arch)
     if not (root / "dist.json").exists():
+        need_tools(("npm", "npm"))
         CACHE.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=str(CACHE), prefix=".fetch-"))
         os.chmod(str(staging), 0o755)  # mkdtemp makes it 0700; the cache is shared
         try:
-            _fetch(version, arch, staging)
+            try:
+                _fetch(version, arch, staging)
+            except OSError as exc:
+                raise disk_full(exc, CACHE, "fetching the Codex CLI") or exc
             try:
                 os.rename(staging, root)
             except OSError:  # another process finished first; use its copy
@@ -114,7 +121,7 @@ def ensure(version=VERSION, arch=None):
             shutil.rmtree(staging, ignore_errors=True)
     cli = _describe(root, version, arch)
     if not os.access(str(cli.binary), os.X_OK):
-        sys.exit("%s is not an executable; remove %s and fetch again" % (cli.binary, root))
+        raise LabError("%s is not an executable; remove %s and run again" % (cli.binary, root))
     return cli
 
 

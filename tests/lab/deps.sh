@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 packages=(docker-registry debootstrap systemd-container iproute2 openssh-client zstd tar curl ca-certificates
-          git npm golang-go nftables openssl)
+          git npm golang-go nftables openssl cmake g++ ccache shellcheck)
 missing=()
 for pkg in "${packages[@]}"; do
   case "$pkg" in
@@ -17,4 +17,6 @@ if ((${#missing[@]})); then
   apt-get update -q >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
-PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check -r tests/requirements.txt
+core=$(python3 -c 'from tests.lab.versions import ANSIBLE_CORE_MAIN; print(ANSIBLE_CORE_MAIN)')
+PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check -r tests/requirements.txt \
+  "ansible-core==$core"

@@ -53,6 +53,7 @@ import time
 import uuid
 from pathlib import Path
 
+from tests.lab.errors import LabError, need_space
 from tests.lab.paths import BRIDGE, GATEWAY_IP, LAB_CACHE, LAB_STATE, host_ip
 
 RELEASES = ("bookworm", "trixie")
@@ -68,15 +69,15 @@ MASKED_UNITS = ("systemd-timesyncd.service", "systemd-networkd-wait-online.servi
 NETNS_PREFIX = "llmlab-"
 VETH_PREFIX = "llv-"
 ROOTFS_DIR = LAB_CACHE / "rootfs"
+# Where debootstrap keeps the .deb files it downloads: apt's own archive cache (outside the lab's cache, so an empty
+# LAB_CACHE still builds quickly; `apt-get clean` empties it).
+DEB_CACHE = Path(os.environ.get("LAB_DEB_CACHE", "/var/cache/apt/archives"))
+ROOTFS_SPACE = 10 ** 9  # bytes a root filesystem takes, with room to spare
 HOSTS_DIR = LAB_STATE / "hosts"
 SSH_KEY = LAB_STATE / "ssh" / "id_ed25519"
 BOOT_TIMEOUT = int(os.environ.get("LAB_BOOT_TIMEOUT", "180"))
 SSH_OPTS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
             "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=5"]
-
-
-class LabError(Exception):
-    """An expected failure, shown to the user as one line with what to do."""
 
 
 def log(msg):
@@ -164,7 +165,11 @@ def ensure_rootfs(releases):
             locks.append(open(ROOTFS_DIR / (".%s.lock" % release), "w"))
             fcntl.flock(locks[-1], fcntl.LOCK_EX)
         mirror = _mirror()
-        for release in [r for r in releases if not _cached(r)]:
+        todo = [r for r in releases if not _cached(r)]
+        if todo:
+            need_space(ROOTFS_DIR, ROOTFS_SPACE * len(todo), "making the lab's root filesystems")
+            DEB_CACHE.mkdir(parents=True, exist_ok=True)
+        for release in todo:
             for old in list(ROOTFS_DIR.glob(".build-%s-*" % release)) + list(ROOTFS_DIR.glob(".old-%s-*" % release)):
                 _rmtree(old)  # leftovers of interrupted builds
             tmp = ROOTFS_DIR / (".build-%s-%d" % (release, os.getpid()))
@@ -172,7 +177,8 @@ def ensure_rootfs(releases):
             log("building %s rootfs with debootstrap from %s (log: %s)" % (release, mirror, logfile))
             with open(logfile, "w") as out:
                 builds[release] = (subprocess.Popen(
-                    ["debootstrap", "--variant=minbase", "--include=" + PACKAGES, release, str(tmp), mirror],
+                    ["debootstrap", "--variant=minbase", "--cache-dir=%s" % DEB_CACHE, "--include=" + PACKAGES,
+                     release, str(tmp), mirror],
                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True),
                     tmp, logfile, time.time())
         for release, (proc, tmp, logfile, t0) in builds.items():

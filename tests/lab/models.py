@@ -1,28 +1,60 @@
-"""Small synthetic models, made by the harness and pushed to the lab registry over the Distribution API.
+"""The lab's models, made by the harness and pushed to the lab registry over the Distribution API.
 
-Each model is a real Ollama image: a config blob (`application/vnd.docker.container.image.v1+json`), a
-model layer (`application/vnd.ollama.image.model`: a GGUF header then deterministic filler) and a
-template layer, under a Docker v2 manifest. The same name and version always give the same bytes, so the
-digests are stable between runs. `version` changes the model layer: pushing version 2 over a tag is how
-tests make "the registry tag moved".
+Two kinds, both real Ollama images under a Docker v2 manifest, laid out as `ollama create` + `ollama push` lay them
+out (a config blob `application/vnd.docker.container.image.v1+json`, then the layers):
+
+- real models (`reply` set): a tiny llama-architecture GGUF that runs (tests/lab/tiny_gguf.py) and answers every
+  prompt with its scripted reply, a template that renders tools (Codex sends them; a template without `.Tools`
+  makes Ollama refuse tool requests) and a params layer. `ollama run`, `/api/generate` and `codex exec` print the
+  reply. Version 2 of a tag answers with another reply, so a moved tag shows in the answer.
+- synthetic models (`size` set): a GGUF header then deterministic filler, of any size, for pulls, progress and
+  bandwidth; they cannot be loaded.
+
+The same name and version always give the same bytes, so digests are stable between runs. Pushing version 2 over a
+tag is how tests make "the registry tag moved".
 """
 import hashlib
 import json
+import os
 import struct
+import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 
+from tests.lab import tiny_gguf
+
 MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 CONFIG_TYPE = "application/vnd.docker.container.image.v1+json"
 
-# The lab's catalogue: repository (namespace/model), tag, size of the model layer in bytes.
+# The lab's catalogue: repository (namespace/model), tag, and the size of the model layer in bytes for a synthetic
+# model, or REAL for a model that runs (its reply: reply()).
+REAL = None
 CATALOGUE = (
-    ("lab/tiny", "latest", 1 << 20),
-    ("lab/tiny", "1b", 2 << 20),
+    ("lab/tiny", "latest", REAL),
+    ("lab/tiny", "1b", REAL),
     ("lab/small", "latest", 3 << 20),
-    ("lab/moving", "latest", 1 << 20),  # tests push version 2 over it
+    ("lab/moving", "latest", REAL),  # tests push version 2 over it
 )
+# What a real model's template renders: the system prompt, the tools, the conversation, then the turn to answer.
+TEMPLATE = (b"{{- if .System }}SYSTEM: {{ .System }}\n{{ end }}"
+            b"{{- if .Tools }}TOOLS:{{ range .Tools }} {{ .Function.Name }}{{ end }}\n{{ end }}"
+            b"{{- range .Messages }}{{ if eq .Role \"user\" }}USER: {{ .Content }}\n"
+            b"{{ else if eq .Role \"assistant\" }}ASSISTANT: {{ .Content }}\n{{ end }}{{ end }}ASSISTANT:")
+# No num_ctx: the context is the server's (OLLAMA_CONTEXT_LENGTH, the server role's ollama_server_context_length), as
+# with most published models. One thread keeps a busy 2-core machine quick.
+PARAMS = {"num_predict": 64, "num_thread": 1, "stop": ["</s>"]}
+
+
+def reply(repo, tag, version=1):
+    """The scripted answer of a real model: ' Hello from tiny!' (lab/tiny:latest), ' Hello from tiny 1b!',
+    and for version 2 and later of a tag ' Hello from tiny v2!'."""
+    words = ["Hello", "from", repo.rsplit("/", 1)[-1]]
+    if tag != "latest":
+        words.append(tag)
+    if version > 1:
+        words.append("v%d" % version)
+    return " " + " ".join(words) + "!"
 
 
 def _gguf(name, version, size):
@@ -42,17 +74,52 @@ def _gguf(name, version, size):
     return (head + bytes(filler))[:max(size, len(head))]
 
 
-def build(name, version=1, size=1 << 20):
-    """Return (manifest bytes, {digest: blob bytes}) for a synthetic model."""
-    model = _gguf(name, version, size)
-    template = b"{{ .Prompt }}"
-    layers = [("application/vnd.ollama.image.model", model), ("application/vnd.ollama.image.template", template)]
-    diff_ids = ["sha256:" + hashlib.sha256(data).hexdigest() for _media_type, data in layers]
-    config = json.dumps({
-        "model_format": "gguf", "model_family": "llama", "model_families": ["llama"],
-        "model_type": "%dM" % max(1, size >> 20), "file_type": "Q4_0",
-        "architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids},
-    }, separators=(",", ":")).encode()
+def _real_gguf(answer):
+    fd, path = tempfile.mkstemp(suffix=".gguf")
+    os.close(fd)
+    try:
+        tiny_gguf.write(path, answer)
+        with open(path, "rb") as f:
+            return f.read()
+    finally:
+        os.unlink(path)
+
+
+def _go_json(value):
+    """JSON as Go's json.Encoder writes it (what Ollama stores): compact, <, > and & escaped, a final newline."""
+    text = json.dumps(value, separators=(",", ":"))
+    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026") + "\n").encode()
+
+
+def _human(n):
+    """Ollama's format.HumanNumber: 280640 -> 281K."""
+    for unit, scale in (("B", 10 ** 9), ("M", 10 ** 6), ("K", 10 ** 3)):
+        if n >= scale:
+            value = n / float(scale)
+            return ("%.0f%s" if value >= 100 else "%.1f%s" if value >= 10 else "%.2f%s") % (value, unit)
+    return str(n)
+
+
+def build(name, version=1, size=1 << 20, answer=None):
+    """Return (manifest bytes, {digest: blob bytes}): a real model answering `answer`, else a synthetic one.
+
+    A real model's config is what `ollama create` writes for a GGUF (0.34); a synthetic one keeps the older form
+    with rootfs.diff_ids, which Ollama reads as well."""
+    if answer:
+        layers = [("application/vnd.ollama.image.model", _real_gguf(answer)),
+                  ("application/vnd.ollama.image.template", TEMPLATE),
+                  ("application/vnd.ollama.image.params", _go_json(PARAMS))]
+        config = _go_json({"model_format": "gguf", "model_family": "llama", "model_families": ["llama"],
+                           "model_type": _human(tiny_gguf.parameter_count(answer)), "file_type": "F32"})
+    else:
+        layers = [("application/vnd.ollama.image.model", _gguf(name, version, size)),
+                  ("application/vnd.ollama.image.template", b"{{ .Prompt }}")]
+        diff_ids = ["sha256:" + hashlib.sha256(data).hexdigest() for _media_type, data in layers]
+        config = json.dumps({
+            "model_format": "gguf", "model_family": "llama", "model_families": ["llama"],
+            "model_type": "%dM" % max(1, size >> 20), "file_type": "Q4_0",
+            "architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }, separators=(",", ":")).encode()
     blobs = {}
 
     def descriptor(media_type, data):
@@ -94,14 +161,16 @@ def push(registry_url, repo, tag, manifest, blobs):
     return "sha256:" + hashlib.sha256(manifest).hexdigest()
 
 
-def push_model(registry_url, repo, tag, version=1, size=1 << 20):
-    manifest, blobs = build("%s:%s" % (repo, tag), version, size)
+def push_model(registry_url, repo, tag, version=1, size=1 << 20, real=False):
+    """Push a model (real: one that runs and answers reply(repo, tag, version)). Returns its manifest digest."""
+    manifest, blobs = build("%s:%s" % (repo, tag), version, size, reply(repo, tag, version) if real else None)
     return push(registry_url, repo, tag, manifest, blobs)
 
 
 def seed(registry_url, catalogue=CATALOGUE):
     """Push the catalogue at version 1; returns {"repo:tag": manifest digest}."""
-    return {"%s:%s" % (repo, tag): push_model(registry_url, repo, tag, 1, size) for repo, tag, size in catalogue}
+    return {"%s:%s" % (repo, tag): push_model(registry_url, repo, tag, 1, size or 0, real=size is REAL)
+            for repo, tag, size in catalogue}
 
 
 def main(argv):
@@ -115,11 +184,12 @@ def main(argv):
     push_cmd.add_argument("tag")
     push_cmd.add_argument("--version", type=int, default=1)
     push_cmd.add_argument("--size", type=int, default=1 << 20)
+    push_cmd.add_argument("--real", action="store_true", help="a model that runs and answers its scripted reply")
     seed_cmd = sub.add_parser("seed", help="push the lab catalogue")
     seed_cmd.add_argument("registry_url")
     args = parser.parse_args(argv)
     if args.cmd == "push":
-        print(push_model(args.registry_url, args.repo, args.tag, args.version, args.size).split(":", 1)[1])
+        print(push_model(args.registry_url, args.repo, args.tag, args.version, args.size, args.real).split(":", 1)[1])
     else:
         for name, digest in seed(args.registry_url).items():
             print(name, digest)

@@ -1,69 +1,238 @@
-"""Build the real Ollama server from its Go module and package it like the official release archives.
+"""Build the real Ollama server, with the llama.cpp runner that runs models, and package it like the release archives.
 
-The archive has the official layout (`bin/ollama`, `lib/ollama/`) and the mirror the official download
-path (`<base>/v<version>/ollama-linux-amd64.tar.zst` beside `sha256sum.txt`), so the `server` role installs
-it exactly as it installs a GitHub release. Builds are cached under LAB_CACHE and never committed.
+What the official `ollama-linux-amd64.tar.zst` holds, made here from source with nothing fetched from GitHub:
 
-The build is the plain Go build (cgo on): it serves, lists, pulls, pushes, copies, deletes and shows
-models. The llama.cpp runner (`lib/ollama/llama-server`) needs CMake and a llama.cpp download that this
-network does not allow, so `lib/ollama/` carries only a note saying so.
+- `bin/ollama`: `go install github.com/ollama/ollama@v<version>` through the Go module proxy (cgo on), with the
+  version stamped in as the release workflow does (`-X .../version.Version=<version>`);
+- `lib/ollama/`: `llama-server`, `llama-quantize` and the ggml/llama libraries, built with CMake from the module's
+  own `llama/server` project, the CPU variant (`--preset cpu`, one CPU backend instead of all variants). Ollama's
+  CMake fetches llama.cpp from GitHub; here `OLLAMA_LLAMA_CPP_SOURCE` points it at the llama.cpp tree vendored in
+  the `llama-cpp-python` sdist from PyPI (tests/lab/versions.py; docs/lab.md says how that differs from the
+  release's llama.cpp).
 
-    python3 -m tests.lab.ollama_build [VERSION ...]     # default: the lab's two versions
+Laid out in LAB_CACHE:
+
+    ollama/<version>/bin/ollama, ollama/<version>/lib/ollama/...   the unpacked tree (tests run `ollama serve` from it)
+    mirror/v<version>/ollama-linux-amd64.tar.zst + sha256sum.txt     the release layout, served to the fleet
+    src/llama.cpp-<sdist version>/                                  the llama.cpp source
+    logs/build-<version>.log                                        every command's output
+
+Each part is made in a temporary folder and renamed into place when complete, under a lock, so an interrupted or
+concurrent build never leaves a half-made tree. Compiler caches stay outside LAB_CACHE and warm: Go's build and
+module caches, and ccache (when installed) for the C++ build, so a build into an empty LAB_CACHE takes a minute
+or two on a machine that has built before.
+
+    python3 -m tests.lab.ollama_build [VERSION ...]     # default: the lab's versions
 """
+import fcntl
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
+import time
+import urllib.parse
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
+from tests.lab.errors import LabError, disk_full, need_space, need_tools
 from tests.lab.paths import LAB_CACHE
-from tests.lab.versions import OLLAMA_VERSIONS
+from tests.lab.versions import LLAMA_CPP_SDIST, OLLAMA_VERSIONS
 
 # The server role's default release and the one the upgrade/rollback tests go to and from (tests/lab/versions.py).
 VERSIONS = OLLAMA_VERSIONS
 ASSET = "ollama-linux-amd64.tar.zst"
 MIRROR = LAB_CACHE / "mirror"
+LOGS = LAB_CACHE / "logs"
+MODULE = "github.com/ollama/ollama"
+# What lib/ollama must hold for `ollama serve` to run a model on the CPU and `ollama create` to quantize.
+RUNNER_FILES = ("llama-server", "llama-quantize")
+NEEDED_SPACE = 3 * 10 ** 9  # a build's peak: module copy, CMake tree, llama.cpp source, archive
+
+
+def tree(version):
+    """The unpacked release: bin/ollama and lib/ollama/."""
+    return LAB_CACHE / "ollama" / version
+
+
+def binary_path(version):
+    return tree(version) / "bin" / "ollama"
 
 
 def archive_path(version):
     return MIRROR / ("v" + version) / ASSET
 
 
-def binary_path(version):
-    return LAB_CACHE / "bin" / version / "ollama"
+def log_path(version):
+    return LOGS / ("build-%s.log" % version)
 
 
-def _go_build(version, dest_dir):
-    env = dict(os.environ, CGO_ENABLED="1", GOBIN=str(dest_dir), GOFLAGS="-mod=mod")
-    ldflags = "-s -w -X github.com/ollama/ollama/version.Version=%s" % version
-    cmd = ["go", "install", "-trimpath", "-ldflags", ldflags, "github.com/ollama/ollama@v" + version]
-    log = LAB_CACHE / "logs" / ("build-%s.log" % version)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "wb") as out:
-        rc = subprocess.call(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tempfile.gettempdir())
+def _complete(version):
+    lib = tree(version) / "lib" / "ollama"
+    return (binary_path(version).is_file() and all((lib / f).is_file() for f in RUNNER_FILES)
+            and archive_path(version).is_file() and (archive_path(version).parent / "sha256sum.txt").is_file())
+
+
+def say(msg):
+    print("lab: " + msg, flush=True)
+
+
+@contextmanager
+def _locked(name):
+    """An exclusive lock on LAB_CACHE/.<name>.lock: two clones or test workers build a thing once."""
+    LAB_CACHE.mkdir(parents=True, exist_ok=True)
+    with open(LAB_CACHE / (".%s.lock" % name), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _run(cmd, log, what, cwd=None, env=None):
+    """Run a build command with its output appended to `log`; a failure is one LabError naming the log."""
+    with open(log, "ab") as out:
+        out.write(("\n$ %s\n" % " ".join(str(c) for c in cmd)).encode())
+        out.flush()
+        rc = subprocess.call([str(c) for c in cmd], cwd=str(cwd) if cwd else None, env=env, stdout=out,
+                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     if rc != 0:
-        sys.exit("building Ollama %s failed (go exit %d); see %s" % (version, rc, log))
+        tail = log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
+        raise LabError("%s failed (exit %d): %s -- the whole output is in %s" % (what, rc, tail[0][:300], log))
 
 
-def _write_archive(version, binary, dest):
-    """Pack bin/ollama and lib/ollama/ into a .tar.zst, the way the release workflow does."""
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        (root / "bin").mkdir()
-        shutil.copy2(binary, root / "bin" / "ollama")
-        lib = root / "lib" / "ollama"
-        lib.mkdir(parents=True)
-        (lib / "BUILD-INFO").write_text(
-            "Ollama %s built from the Go module for the llmops.ollama test lab.\n"
-            "No llama.cpp runner: this build serves the API but cannot load models.\n" % version)
-        tar = root / "out.tar"
+# ---------------------------------------------------------------- the parts
+
+def _go_env(extra=None):
+    env = dict(os.environ, CGO_ENABLED="1", GOFLAGS="-mod=mod")
+    env.update(extra or {})
+    return env
+
+
+def _go_binary(version, dest, log):
+    """bin/ollama from the Go module, into `dest` (a folder)."""
+    ldflags = "-s -w -X %s/version.Version=%s" % (MODULE, version)
+    _run(["go", "install", "-trimpath", "-ldflags", ldflags, "%s@v%s" % (MODULE, version)], log,
+         "building Ollama %s with Go" % version, cwd=tempfile.gettempdir(), env=_go_env({"GOBIN": str(dest)}))
+
+
+def _module_source(version, log):
+    """The module's source folder in Go's module cache (read-only; downloaded through the proxy if needed)."""
+    with open(log, "ab") as out:
+        proc = subprocess.run(["go", "mod", "download", "-json", "%s@v%s" % (MODULE, version)], env=_go_env(),
+                              cwd=tempfile.gettempdir(), stdout=subprocess.PIPE, stderr=out, check=False)
+    try:
+        info = json.loads(proc.stdout.decode() or "{}")
+    except ValueError:
+        info = {}
+    if proc.returncode or not info.get("Dir"):
+        raise LabError("the Go module proxy did not give %s@v%s (%s); check that the version exists (%s) and the "
+                       "proxy is reachable" % (MODULE, version, info.get("Error") or "see %s" % log,
+                                               "https://proxy.golang.org/%s/@v/v%s.info" % (MODULE, version)))
+    return Path(info["Dir"])
+
+
+def llama_cpp_source():
+    """The llama.cpp tree of the pinned llama-cpp-python sdist, fetched from PyPI once and checked by sha256."""
+    project, version, sha256 = LLAMA_CPP_SDIST
+    final = LAB_CACHE / "src" / ("llama.cpp-%s" % version)
+    if (final / "CMakeLists.txt").is_file():
+        return final
+    with _locked("llama-cpp-source"):
+        if (final / "CMakeLists.txt").is_file():
+            return final
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=str(final.parent), prefix=".fetch-"))
+        try:
+            say("fetching the llama.cpp source (%s %s sdist, 77 MB) from PyPI" % (project, version))
+            sdist = staging / "sdist.tar.gz"
+            _download(_sdist_url(project, version), sdist, sha256)
+            with tarfile.open(sdist) as tar:
+                prefix = "%s-%s/vendor/llama.cpp/" % (project.replace("-", "_"), version)
+                members = [m for m in tar.getmembers() if m.name.startswith(prefix)]
+                if not members:
+                    raise LabError("the %s %s sdist has no vendor/llama.cpp; pin another version in "
+                                   "tests/lab/versions.py" % (project, version))
+                for m in members:
+                    m.name = m.name[len(prefix):]
+                kwargs = {"filter": "tar"} if hasattr(tarfile, "data_filter") else {}
+                tar.extractall(staging / "tree", members=[m for m in members if m.name], **kwargs)
+            os.rename(staging / "tree", final)
+        except OSError as exc:
+            raise disk_full(exc, final.parent, "unpacking the llama.cpp source") or exc
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+def _sdist_url(project, version):
+    """The sdist's URL from PyPI's JSON API (a relative URL is resolved against the API's address)."""
+    api = "https://pypi.org/pypi/%s/json" % project
+    try:
+        with urllib.request.urlopen(api, timeout=60) as resp:
+            data = json.loads(resp.read().decode())
+    except (OSError, ValueError) as exc:
+        raise LabError("could not read %s (%s): check that PyPI is reachable" % (api, exc))
+    for f in data.get("releases", {}).get(version, []):
+        if f.get("packagetype") == "sdist":
+            return urllib.parse.urljoin(api, f["url"])
+    raise LabError("PyPI lists no sdist of %s %s; pin another version in tests/lab/versions.py" % (project, version))
+
+
+def _download(url, dest, sha256):
+    h = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=120) as resp, open(dest, "wb") as out:
+            for block in iter(lambda: resp.read(1 << 20), b""):
+                h.update(block)
+                out.write(block)
+    except OSError as exc:
+        raise disk_full(exc, dest.parent, "downloading %s" % url) or LabError("downloading %s failed: %s" % (url, exc))
+    if h.hexdigest() != sha256:
+        raise LabError("%s has sha256 %s, not the pinned %s; nothing was kept" % (url, h.hexdigest(), sha256))
+
+
+def _runner(version, source, dest, log):
+    """lib/ollama/ (llama-server, llama-quantize, the ggml libraries) with CMake, installed under `dest`."""
+    work = Path(tempfile.mkdtemp(dir=str(LAB_CACHE / "src"), prefix=".ollama-%s-" % version))
+    try:
+        shutil.copytree(str(source), str(work / "ollama"), copy_function=shutil.copy)  # the cache copy is read-only
+        for root, dirs, files in os.walk(str(work / "ollama")):
+            for name in dirs + files:
+                os.chmod(os.path.join(root, name), 0o755 if name in dirs else 0o644)
+        env = dict(os.environ, OLLAMA_LLAMA_CPP_SOURCE=str(llama_cpp_source()),
+                   CCACHE_BASEDIR=str(LAB_CACHE), CCACHE_NOHASHDIR="1")
+        configure = ["cmake", "-S", "llama/server", "--preset", "cpu", "-DGGML_CPU_ALL_VARIANTS=OFF",
+                     "-DFETCHCONTENT_FULLY_DISCONNECTED=ON"]
+        if shutil.which("ccache"):
+            configure += ["-DCMAKE_C_COMPILER_LAUNCHER=ccache", "-DCMAKE_CXX_COMPILER_LAUNCHER=ccache"]
+        src = work / "ollama"
+        _run(configure, log, "configuring Ollama %s's llama-server with CMake" % version, cwd=src, env=env)
+        _run(["cmake", "--build", "build/llama-server-cpu", "--target", "llama-server", "llama-quantize", "ggml-cpu",
+              "-j%d" % max(1, os.cpu_count() or 1)], log, "building Ollama %s's llama-server" % version, cwd=src,
+             env=env)
+        _run(["cmake", "--install", "build/llama-server-cpu", "--component", "llama-server", "--prefix", dest], log,
+             "installing Ollama %s's llama-server" % version, cwd=src, env=env)
+    finally:
+        shutil.rmtree(str(work), ignore_errors=True)
+    lib = Path(dest) / "lib" / "ollama"
+    missing = [f for f in RUNNER_FILES if not (lib / f).is_file()]
+    if missing:
+        raise LabError("the CMake build of Ollama %s installed no %s; see %s" % (version, ", ".join(missing), log))
+
+
+def _write_archive(src_tree, dest):
+    """Pack bin/ and lib/ of `src_tree` into a .tar.zst, the way the release workflow does."""
+    tar = dest.with_name(dest.name + ".tar")
+    try:
         with tarfile.open(tar, "w") as t:
-            t.add(root / "bin", arcname="bin")
-            t.add(root / "lib", arcname="lib")
+            t.add(src_tree / "bin", arcname="bin")
+            t.add(src_tree / "lib", arcname="lib")
         subprocess.run(["zstd", "-q", "-19", "-T0", "-f", str(tar), "-o", str(dest)], check=True)
+    finally:
+        if tar.exists():
+            tar.unlink()
 
 
 def sha256_file(path):
@@ -75,35 +244,72 @@ def sha256_file(path):
 
 
 def build(version):
-    """Return the path of the packaged archive of `version`, building it on first use."""
-    archive = archive_path(version)
-    if archive.exists() and binary_path(version).exists():
-        return archive
-    binary = binary_path(version)
-    if not binary.exists():
-        print("building Ollama %s from its Go module (cached afterwards)..." % version, flush=True)
-        LAB_CACHE.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=LAB_CACHE, prefix=".build-"))
+    """Return the packaged archive of `version`, building what is missing (the unpacked tree, then the archive)."""
+    if _complete(version):
+        return archive_path(version)
+    need_tools(("go", "golang-go"), ("cmake", "cmake"), ("c++", "g++"), ("zstd", "zstd"))
+    with _locked("build-%s" % version):
+        if _complete(version):
+            return archive_path(version)
+        need_space(LAB_CACHE, NEEDED_SPACE, "building Ollama %s" % version)
+        LOGS.mkdir(parents=True, exist_ok=True)
+        (LAB_CACHE / "src").mkdir(parents=True, exist_ok=True)
+        log = log_path(version)
+        log.write_text("")
         try:
-            _go_build(version, staging)
-            binary.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staging / "ollama", binary)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            if not (binary_path(version).is_file() and (tree(version) / "lib" / "ollama" / "llama-server").is_file()):
+                _build_tree(version, log)
+            _package(version)
+        except OSError as exc:
+            raise disk_full(exc, LAB_CACHE, "building Ollama %s" % version) or exc
+    return archive_path(version)
+
+
+def _build_tree(version, log):
+    final = tree(version)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=str(final.parent), prefix=".build-%s-" % version))
+    try:
+        started = time.time()
+        say("building Ollama %s: bin/ollama from the Go module (log: %s)" % (version, log))
+        (staging / "bin").mkdir()
+        _go_binary(version, staging / "bin", log)
+        go_done = time.time()
+        say("building Ollama %s: lib/ollama/llama-server with CMake (Go part took %.0fs)" % (version, go_done - started))
+        _runner(version, _module_source(version, log), staging, log)
+        (staging / "lib" / "ollama" / "BUILD-INFO").write_text(
+            "Ollama %s built from its Go module for the llmops.ollama test lab. lib/ollama is the CPU runner built\n"
+            "from the llama.cpp tree of the %s %s sdist, without Ollama's compat patch (see docs/lab.md).\n"
+            % (version, LLAMA_CPP_SDIST[0], LLAMA_CPP_SDIST[1]))
+        os.chmod(str(staging), 0o755)
+        if final.exists():
+            shutil.rmtree(str(final))
+        os.rename(str(staging), str(final))
+        say("built Ollama %s in %.0fs (Go %.0fs, CMake %.0fs)"
+            % (version, time.time() - started, go_done - started, time.time() - go_done))
+    finally:
+        shutil.rmtree(str(staging), ignore_errors=True)
+
+
+def _package(version):
+    archive = archive_path(version)
     archive.parent.mkdir(parents=True, exist_ok=True)
     partial = archive.with_name(ASSET + ".partial")
-    _write_archive(version, binary, partial)
+    _write_archive(tree(version), partial)
     digest = sha256_file(partial)
     os.replace(partial, archive)
-    (archive.parent / "sha256sum.txt").write_text("%s  ./%s\n" % (digest, ASSET))
-    return archive
+    sums = archive.parent / "sha256sum.txt"
+    sums.with_name("sha256sum.txt.partial").write_text("%s  ./%s\n" % (digest, ASSET))
+    os.replace(sums.with_name("sha256sum.txt.partial"), sums)
 
 
 def main(argv):
-    LAB_CACHE.mkdir(parents=True, exist_ok=True)
-    for version in argv or VERSIONS:
-        path = build(version.lstrip("v"))
-        print("%s  %s" % (path, sha256_file(path)[:16]))
+    try:
+        for version in argv or VERSIONS:
+            path = build(version.lstrip("v"))
+            print("%s  %s" % (path, sha256_file(path)[:16]))
+    except LabError as exc:
+        sys.exit("lab: error: %s" % exc)
 
 
 if __name__ == "__main__":

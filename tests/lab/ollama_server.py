@@ -1,4 +1,4 @@
-"""Run the real `ollama serve` (a lab build) on a free loopback port with its own model store."""
+"""Run the real `ollama serve` (a lab build, which runs models) on a free loopback port with its own model store."""
 import os
 import shutil
 import subprocess
@@ -26,7 +26,8 @@ class OllamaServer:
         ollama_build.build(self.version)
         self.models_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, HOME=str(self.home), OLLAMA_HOST="127.0.0.1:%d" % self.port,
-                   OLLAMA_MODELS=str(self.models_dir), **self.extra_env)
+                   OLLAMA_MODELS=str(self.models_dir), OLLAMA_CONTEXT_LENGTH="8192")
+        env.update(self.extra_env)
         self.log = self.home / "serve.log"
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen([str(ollama_build.binary_path(self.version)), "serve"], env=env,

@@ -19,6 +19,7 @@ import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 from tests.lab import models
+from tests.lab.errors import LabError
 from tests.lab.net import wait_http
 from tests.lab.paths import GATEWAY_IP, LAB_CACHE, LAB_STATE, REPO
 from tests.lab.registry import Registry
@@ -84,7 +85,9 @@ def start():
     deadline = time.time() + 60
     while not INFO.exists() or json.loads(INFO.read_text() or "{}").get("digests") is None:
         if proc.poll() is not None or time.time() > deadline:
-            sys.exit("lab services did not start; see %s" % (LAB_STATE / "services.log"))
+            tail = (LAB_STATE / "services.log").read_text(errors="replace").strip().splitlines()[-1:] or [""]
+            raise LabError("the lab's mirror and registry did not start (%s); see %s"
+                           % (tail[0][:200], LAB_STATE / "services.log"))
         time.sleep(0.2)
     wait_http(info()["mirror_url"] + "/")
     return info()

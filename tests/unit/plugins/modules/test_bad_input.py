@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from ansible.module_utils.common import warnings as ansible_warnings
-from ansible.module_utils.testing import patch_module_args
+from tests.unit.compat import patch_module_args
 
 from ansible_collections.llmops.ollama.plugins.module_utils._client import InvalidBaseURL, normalize_base_url
 from ansible_collections.llmops.ollama.plugins.module_utils._names import InvalidModelName, parse_model_name

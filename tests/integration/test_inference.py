@@ -1,0 +1,48 @@
+"""Real inference: the lab's tiny model (tests/lab/tiny_gguf.py) pulled by ollama_model into a real `ollama serve`
+(the lab build, with its llama-server), answering /api/generate, and the real Codex CLI answering through the config
+the codex role wrote. No mocks: the reply is what the model's weights produce."""
+import json
+import os
+import subprocess
+import tomllib
+
+from tests.lab import codex_cli, models
+from tests.lab.paths import REPO
+
+TARGET = REPO / "tests" / "integration" / "targets" / "inference" / "playbook.yml"
+
+
+def codex_exec(home, base_url, *args):
+    """`codex exec --oss` as a user runs it: no prompt on stdin, outside a git repository, nothing but loopback."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CODEX_", "OPENAI_", "OLLAMA_"))}
+    env.update(HOME=str(home), CODEX_HOME=str(home / ".codex"), CODEX_OSS_BASE_URL=base_url + "/v1",
+               RUST_BACKTRACE="0", NO_PROXY="127.0.0.1,localhost", HTTPS_PROXY="http://127.0.0.1:9")
+    cmd = [str(codex_cli.ensure().binary), "exec", "--oss", "--skip-git-repo-check"] + list(args) + ["Say hello."]
+    return subprocess.run(cmd, env=env, cwd=str(home), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, timeout=180, check=False)
+
+
+def test_a_pulled_model_answers_and_codex_prints_its_answer(ollama_server, registry, playbook, tmp_path):
+    model = "%s/lab/tiny" % registry.address
+    home = tmp_path / "home"
+    (home / ".codex").mkdir(parents=True)
+    results = tmp_path / "results.json"
+    run = playbook(TARGET, extra_vars={"ollama_url": ollama_server.url, "model": model,
+                                       "codex_home": str(home / ".codex"), "results_file": str(results)})
+    assert run.rc == 0, run.output[-6000:]
+    out = json.loads(results.read_text())
+    step = out["pulled"]["models"][0]
+    manifest, blobs = models.build("lab/tiny:latest", answer=models.reply("lab/tiny", "latest"))
+    size = sum(len(b) for b in blobs.values())
+    assert step["action"] == "pulled" and step["size"] == size
+    assert step["fit"]["ok"] and step["fit"]["fits"] in ("ram", "vram", "split")
+    assert out["generated"]["response"] == models.reply("lab/tiny", "latest")  # " Hello from tiny!"
+    assert out["generated"]["done_reason"] == "stop"
+
+    # the role wrote the name as the server lists it (no tag -> :latest), so Codex finds it in /api/tags
+    config = tomllib.loads((home / ".codex" / "config.toml").read_text())
+    assert config["model"] == model + ":latest"
+    assert (config["model_provider"], config["oss_provider"]) == ("ollama-local", "ollama")
+    codex = codex_exec(home, ollama_server.url)
+    assert codex.returncode == 0, codex.stderr[-3000:]
+    assert codex.stdout.strip() == "Hello from tiny!"

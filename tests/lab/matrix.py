@@ -1,0 +1,155 @@
+"""Every ansible-core the collection claims, tested: sanity, unit and integration tests in one virtualenv per release.
+
+`make test` runs every test (fleet included) with ANSIBLE_CORE_MAIN on the machine's Python. This runs, for each
+other release in tests/lab/versions.py ANSIBLE_CORE, in LAB_STATE/venvs/ansible-core-<series> on the Python that
+release supports:
+
+- `ansible-test sanity` (tests/sanity/run.sh, with that release's ansible-test and its own test requirements);
+- the unit tests (tests/unit) and the integration tests (tests/integration: the modules and roles through that
+  release's ansible-playbook, against the real Ollama server, the lab registry and the real Codex CLI).
+
+It prints one line per release and writes them to LAB_STATE/matrix.txt; the exit status is 1 if any part failed.
+
+    python3 -m tests.lab.matrix [--series 2.16,2.17] [--parts sanity,unit,integration] [--include-main]
+"""
+import argparse
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.lab.errors import LabError
+from tests.lab.paths import LAB_STATE, REPO
+from tests.lab.versions import ANSIBLE_CORE, ANSIBLE_CORE_MAIN
+
+VENVS = LAB_STATE / "venvs"
+RESULTS = LAB_STATE / "matrix.txt"
+PARTS = ("sanity", "unit", "integration")
+
+
+def find_python(version):
+    """An interpreter of Python `version` (X.Y): on PATH, or one pyenv installed."""
+    found = shutil.which("python" + version)
+    if found:
+        return found
+    root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    for candidate in sorted(glob.glob(os.path.join(root, "versions", version + ".*", "bin", "python" + version)),
+                            reverse=True):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    raise LabError("ansible-core releases that run on Python %s need a python%s: install it (Debian trixie's "
+                   "python3.13, or pyenv) or leave those releases out with --series" % (version, version))
+
+
+def _requirements():
+    """The test requirements, without ansible-lint (it pins an ansible-core of its own)."""
+    lines = (REPO / "tests" / "requirements.txt").read_text().splitlines()
+    return [line.split("#")[0].strip() for line in lines
+            if line.split("#")[0].strip() and not line.startswith("ansible-lint")]
+
+
+def venv(series, release, python):
+    """The virtualenv for one release, made (or brought up to date) with pip; returns its bin folder."""
+    path = VENVS / ("ansible-core-%s" % series)
+    stamp = path / ".llmops-requirements"
+    wanted = "\n".join(["ansible-core==" + release] + _requirements()) + "\n"
+    if stamp.exists() and stamp.read_text() == wanted:
+        return path / "bin"
+    if path.exists():
+        shutil.rmtree(path)
+    VENVS.mkdir(parents=True, exist_ok=True)
+    subprocess.run([find_python(python), "-m", "venv", str(path)], check=True)
+    pip = subprocess.run([str(path / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                          "ansible-core==" + release] + _requirements(), stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, universal_newlines=True, check=False)
+    if pip.returncode:
+        raise LabError("pip could not install ansible-core %s and the test requirements on Python %s: %s"
+                       % (release, python, (pip.stdout.strip().splitlines() or [""])[-1]))
+    stamp.write_text(wanted)
+    return path / "bin"
+
+
+def _env(bindir):
+    env = dict(os.environ, PATH="%s:%s" % (bindir, os.environ.get("PATH", "")), VIRTUAL_ENV=str(bindir.parent))
+    env.pop("PYTHONHOME", None)
+    return env
+
+
+def _summary(output):
+    """pytest's final counts ('12 passed, 1 xfailed'), or the last line."""
+    for line in reversed(output.splitlines()):
+        match = re.search(r"(\d+ (passed|failed|error).*?) in [0-9.]+s", line)
+        if match:
+            return match.group(1)
+    lines = output.strip().splitlines()
+    return lines[-1][:120] if lines else "no output"
+
+
+def run_part(part, bindir, log):
+    """Run one part; returns (ok, summary, seconds). The whole output goes to `log`."""
+    python = str(bindir / "python")
+    if part == "sanity":
+        cmd = [str(REPO / "tests" / "sanity" / "run.sh")]
+    else:
+        cmd = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/" + part]
+    started = time.time()
+    proc = subprocess.run(cmd, cwd=str(REPO), env=_env(bindir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True, check=False)
+    seconds = time.time() - started
+    with open(log, "a") as out:
+        out.write("\n===== %s (exit %d, %.0fs)\n%s" % (" ".join(cmd), proc.returncode, seconds, proc.stdout))
+    if part == "sanity":
+        summary = "ok" if proc.returncode == 0 else "FAILED: " + _sanity_failures(proc.stdout)
+    else:
+        summary = _summary(proc.stdout)
+    return proc.returncode == 0, summary, seconds
+
+
+def _sanity_failures(output):
+    names = re.findall(r"^ERROR: Found \d+ (\S+) issue", output, re.M)
+    return ", ".join(names) or (output.strip().splitlines() or ["no output"])[-1][:120]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python3 -m tests.lab.matrix")
+    parser.add_argument("--series", default="", help="comma-separated, e.g. 2.16,2.18 (default: all but the main)")
+    parser.add_argument("--parts", default=",".join(PARTS))
+    parser.add_argument("--include-main", action="store_true", help="also the release `make test` runs")
+    args = parser.parse_args(argv)
+    wanted = [s for s in args.series.split(",") if s]
+    parts = [p for p in args.parts.split(",") if p]
+    bad = [p for p in parts if p not in PARTS]
+    if bad:
+        sys.exit("unknown part(s) %s: choose from %s" % (", ".join(bad), ", ".join(PARTS)))
+    rows = [r for r in ANSIBLE_CORE if (r[0] in wanted if wanted else (args.include_main or r[1] != ANSIBLE_CORE_MAIN))]
+    LAB_STATE.mkdir(parents=True, exist_ok=True)
+    lines, failed = [], False
+    for series, release, python in rows:
+        log = LAB_STATE / ("matrix-%s.log" % series)
+        log.write_text("")
+        started = time.time()
+        try:
+            bindir = venv(series, release, python)
+        except LabError as exc:
+            lines.append("ansible-core %s (Python %s): set-up failed: %s" % (release, python, exc))
+            failed = True
+            print(lines[-1], flush=True)
+            continue
+        results = []
+        for part in parts:
+            ok, summary, seconds = run_part(part, bindir, log)
+            failed = failed or not ok
+            results.append("%s %s (%.0fs)" % (part, summary, seconds))
+        lines.append("ansible-core %s (Python %s): %s; %.0fs in all, log %s"
+                     % (release, python, "; ".join(results), time.time() - started, log))
+        print(lines[-1], flush=True)
+    RESULTS.write_text("\n".join(lines) + "\n")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
