@@ -7,7 +7,10 @@
    background: the module runs once, as the normal action runs it.
 2. Otherwise the module first runs in check mode (the probe). When it would change nothing, its result is the
    task's result; when it would only remove models, or the probe failed, the module runs again for real, as in 1.
-3. When it would pull, the module runs through Ansible's async wrapper with a progress file to write. The
+3. When it would pull only a little (under SMALL_PULL bytes in all, as the probe read them from the registry), the
+   module runs again for real, as in 1: such a pull ends within seconds, before a progress line would be due, and
+   the async path costs a few seconds of its own.
+4. When it would pull more, the module runs through Ansible's async wrapper with a progress file to write. The
    controller reads that file (and whether the job ended) with one cheap command every second or two, prints one
    line per host every progress_interval seconds, then takes the module's result with async_status and removes
    the job and progress files.
@@ -43,6 +46,7 @@ POLL_EVERY = 2.0  # at most this long between two reads of the host's files
 PULL_ACTIONS = ("pulled", "updated")
 ASYNC_KEYS = ("ansible_job_id", "finished", "started", "results_file")
 MARK = "--llmops-ollama-progress--"
+SMALL_PULL = 8 << 20  # bytes to download in all under which a pull runs without progress lines
 
 
 class ActionModule(ActionBase):
@@ -64,9 +68,12 @@ class ActionModule(ActionBase):
             # not always the real run's answer: in check mode the module refuses a model whose registry it cannot
             # read from the host, which a real run leaves to the server to pull. The real run decides, at once.
             return self._plain(result, task_vars)
-        pulls = [m.get("name") for m in probe.get("models") or [] if m.get("action") in PULL_ACTIONS]
-        if pulls:
-            return merge_hash(result, self._with_progress(task_vars, interval, pulls))
+        steps = [m for m in probe.get("models") or [] if m.get("action") in PULL_ACTIONS]
+        sizes = [m.get("bytes") for m in steps]
+        if steps and all(isinstance(n, int) for n in sizes) and sum(sizes) < SMALL_PULL:
+            return self._plain(result, task_vars)
+        if steps:
+            return merge_hash(result, self._with_progress(task_vars, interval, [m.get("name") for m in steps]))
         if probe.get("changed"):
             return self._plain(result, task_vars)  # removals only: quick, no progress to show
         self._remove_tmp_path(self._connection._shell.tmpdir)

@@ -76,10 +76,12 @@ def test_codex_loads_its_config_and_reaches_the_server_on_every_host(lab, conver
         assert lab.ssh(host, "head -n 1 /etc/codex/config.toml").startswith("#")
 
 
-def codex_answer(lab, host, oss=True):
-    """What `codex exec` prints on the host, as root, non-interactively; its transcript when it fails."""
+def codex_answer(lab, host, oss_model=None):
+    """What `codex exec` (or `codex exec --oss -m MODEL`) prints on the host, as root, non-interactively; its transcript
+    when it fails."""
+    oss = "--oss -m '%s' " % oss_model if oss_model else ""
     out = lab.ssh(host, "cd && timeout 120 codex exec %s--skip-git-repo-check 'Say hello.' </dev/null 2>/tmp/codex.err"
-                  % ("--oss " if oss else ""), check=False)
+                  % oss, check=False)
     return out.strip() or "(no answer) " + lab.ssh(host, "tail -n 20 /tmp/codex.err", check=False)
 
 
@@ -90,13 +92,17 @@ def generate(lab, host, model):
     return json.loads(out)["response"]
 
 
-def test_codex_oss_prints_the_models_answer_on_every_workstation(lab, converged):
-    """The product's point: on a bare host the site playbook ends with a working `codex --oss` (the built-in local
-    provider, the server's real model), with no step by hand."""
+def test_codex_prints_the_models_answer_on_every_workstation(lab, converged):
+    """The product's point: on a bare host the site playbook ends with a working Codex on the built-in local provider
+    and the server's real model, with no step by hand: `codex exec` with the written config, and `codex exec --oss`
+    given the model (with --oss Codex asks for gpt-oss:20b unless -m says otherwise)."""
+    tiny = "%s/lab/tiny:latest" % lab.site["registry"]
     for host in ("lab1", "lab3"):  # workstations
+        assert 'model_provider = "ollama"' in lab.ssh(host, "cat /etc/codex/config.toml")
         started = time.time()
         assert codex_answer(lab, host) == models.reply("lab/tiny", "latest").strip(), host
-        record("codex exec --oss on %s: answered in %.1fs" % (host, time.time() - started))
+        record("codex exec on %s: answered in %.1fs" % (host, time.time() - started))
+        assert codex_answer(lab, host, oss_model=tiny) == models.reply("lab/tiny", "latest").strip(), host
 
 
 def test_second_run_changes_nothing(lab, converged):

@@ -1,4 +1,4 @@
-"""The codex role through ansible-playbook, checked with the real Codex CLI 0.169.0 (no mocks).
+"""The codex role through ansible-playbook, checked with the real Codex CLI, pinned (no mocks).
 
 The role renders into temporary roots (codex_system_config_dir, the users' home/codex_home), never into the
 machine's /etc/codex or /root. Then the real `codex` (tests/lab/codex_cli.py) reads what was written:
@@ -31,8 +31,9 @@ from tests.lab.paths import REPO
 TARGET = REPO / "tests" / "integration" / "targets" / "codex"
 MARKER = "# Managed by Ansible (llmops.ollama.codex)"
 
-# Values that need TOML escaping on their way into the files: quotes, a backslash, non-ASCII letters.
-MODEL = 'lab/"quoted"\\coder:7b-é'
+# Values that need TOML escaping on their way into the files: quotes, a backslash, non-ASCII letters (a model name
+# can hold none of these: Ollama's names are letters, digits, _, -, . and :, as the role checks).
+MODEL = "lab/Coder_x.y-z:7b-q4_K"
 HEADER = 'team "blue" \\ ünï'
 TOKEN = "s3cret-token"
 
@@ -439,6 +440,8 @@ REFUSALS = [
          expect="Profile names become file names"),
     dict(name="profile name ending in a newline", codex_profiles={"fast\n": {"model": "m"}},
          expect="Profile names become file names"),
+    dict(name="model name with a quote", codex_model='lab/"quoted":7b',
+         expect="""invalid model name 'lab/"quoted":7b': the model '"quoted"' may not start with '"'"""),
     dict(name="unknown user", codex_users=[{"name": "no-such-user-here"}],
          expect="codex_users: no-such-user-here is not a user on localhost"),
 ]

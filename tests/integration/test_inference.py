@@ -6,20 +6,30 @@ import os
 import subprocess
 import tomllib
 
+import pytest
+
 from tests.lab import codex_cli, models
+from tests.lab.ollama_server import OllamaServer
 from tests.lab.paths import REPO
 
 TARGET = REPO / "tests" / "integration" / "targets" / "inference" / "playbook.yml"
 
 
-def codex_exec(home, base_url, *args):
-    """`codex exec --oss` as a user runs it: no prompt on stdin, outside a git repository, nothing but loopback."""
+def codex_exec(home, *args, **env_extra):
+    """`codex exec` as a user runs it: no prompt on stdin, outside a git repository, nothing but loopback."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CODEX_", "OPENAI_", "OLLAMA_"))}
-    env.update(HOME=str(home), CODEX_HOME=str(home / ".codex"), CODEX_OSS_BASE_URL=base_url + "/v1",
-               RUST_BACKTRACE="0", NO_PROXY="127.0.0.1,localhost", HTTPS_PROXY="http://127.0.0.1:9")
-    cmd = [str(codex_cli.ensure().binary), "exec", "--oss", "--skip-git-repo-check"] + list(args) + ["Say hello."]
+    env.update(HOME=str(home), CODEX_HOME=str(home / ".codex"), RUST_BACKTRACE="0",
+               NO_PROXY="127.0.0.1,localhost", HTTPS_PROXY="http://127.0.0.1:9", **env_extra)
+    cmd = [str(codex_cli.ensure().binary), "exec", "--skip-git-repo-check"] + list(args) + ["Say hello."]
     return subprocess.run(cmd, env=env, cwd=str(home), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, universal_newlines=True, timeout=180, check=False)
+
+
+@pytest.fixture
+def ollama_server():
+    """A server of its own: the other tests expect the session's server not to have the models pulled here."""
+    with OllamaServer() as server:
+        yield server
 
 
 def test_a_pulled_model_answers_and_codex_prints_its_answer(ollama_server, registry, playbook, tmp_path):
@@ -43,6 +53,14 @@ def test_a_pulled_model_answers_and_codex_prints_its_answer(ollama_server, regis
     config = tomllib.loads((home / ".codex" / "config.toml").read_text())
     assert config["model"] == model + ":latest"
     assert (config["model_provider"], config["oss_provider"]) == ("ollama-local", "ollama")
-    codex = codex_exec(home, ollama_server.url)
-    assert codex.returncode == 0, codex.stderr[-3000:]
-    assert codex.stdout.strip() == "Hello from tiny!"
+    assert config["model_providers"]["ollama-local"]["base_url"] == ollama_server.url + "/v1"
+    # `codex exec` with the config alone; and `codex exec --oss` (the built-in provider, pointed at this server's port
+    # as on a host whose server is not on 11434), which takes the model only from -m: with --oss, Codex 0.171 asks
+    # for gpt-oss:20b whatever the config says
+    oss = {"CODEX_OSS_BASE_URL": ollama_server.url + "/v1"}
+    for args, env in (((), {}), (("--oss", "-m", config["model"]), oss)):
+        codex = codex_exec(home, *args, **env)
+        assert codex.returncode == 0, codex.stderr[-3000:]
+        assert codex.stdout.strip() == "Hello from tiny!", args
+    ignored = codex_exec(home, "--oss", **oss)
+    assert ignored.returncode != 0 and "Pulling model gpt-oss:20b" in ignored.stderr, ignored.stderr[-2000:]

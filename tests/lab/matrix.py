@@ -20,7 +20,6 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from tests.lab.errors import LabError
 from tests.lab.paths import LAB_STATE, REPO

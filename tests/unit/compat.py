@@ -2,6 +2,8 @@
 import contextlib
 import json
 
+__all__ = ["patch_module_args"]
+
 try:
     from ansible.module_utils.testing import patch_module_args  # ansible-core 2.19 and later
 except ImportError:  # ansible-core 2.16 to 2.18: the arguments a module reads are in basic._ANSIBLE_ARGS
