@@ -52,6 +52,8 @@ MODULE = "github.com/ollama/ollama"
 # What lib/ollama must hold for `ollama serve` to run a model on the CPU and `ollama create` to quantize.
 RUNNER_FILES = ("llama-server", "llama-quantize")
 NEEDED_SPACE = 3 * 10 ** 9  # a build's peak: module copy, CMake tree, llama.cpp source, archive
+# Bump when the way a tree or an archive is made changes: caches made another way are then rebuilt, not reused.
+RECIPE = 2
 
 
 def tree(version):
@@ -71,10 +73,31 @@ def log_path(version):
     return LOGS / ("build-%s.log" % version)
 
 
-def _complete(version):
+def build_info(version):
+    """What a tree (lib/ollama/BUILD-INFO) and its archive (a copy beside it) say about how they were made."""
+    return ("Ollama %s built from its Go module for the llmops.ollama test lab (recipe %d). lib/ollama is the CPU\n"
+            "runner built from the llama.cpp tree of the %s %s sdist, without Ollama's compat patch (docs/lab.md).\n"
+            % (version, RECIPE, LLAMA_CPP_SDIST[0], LLAMA_CPP_SDIST[1]))
+
+
+def _read(path):
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def _tree_complete(version):
     lib = tree(version) / "lib" / "ollama"
     return (binary_path(version).is_file() and all((lib / f).is_file() for f in RUNNER_FILES)
-            and archive_path(version).is_file() and (archive_path(version).parent / "sha256sum.txt").is_file())
+            and _read(lib / "BUILD-INFO") == build_info(version))
+
+
+def _complete(version):
+    """The tree and the archive are there and were made from this recipe (an older cache is rebuilt)."""
+    mirror = archive_path(version).parent
+    return (_tree_complete(version) and archive_path(version).is_file() and (mirror / "sha256sum.txt").is_file()
+            and _read(mirror / "BUILD-INFO") == build_info(version))
 
 
 def say(msg):
@@ -229,7 +252,7 @@ def _write_archive(src_tree, dest):
         with tarfile.open(tar, "w") as t:
             t.add(src_tree / "bin", arcname="bin")
             t.add(src_tree / "lib", arcname="lib")
-        subprocess.run(["zstd", "-q", "-19", "-T0", "-f", str(tar), "-o", str(dest)], check=True)
+        subprocess.run(["zstd", "-q", "-T0", "-f", str(tar), "-o", str(dest)], check=True)
     finally:
         if tar.exists():
             tar.unlink()
@@ -257,7 +280,7 @@ def build(version):
         log = log_path(version)
         log.write_text("")
         try:
-            if not (binary_path(version).is_file() and (tree(version) / "lib" / "ollama" / "llama-server").is_file()):
+            if not _tree_complete(version):
                 _build_tree(version, log)
             _package(version)
         except OSError as exc:
@@ -277,10 +300,7 @@ def _build_tree(version, log):
         go_done = time.time()
         say("building Ollama %s: lib/ollama/llama-server with CMake (Go part took %.0fs)" % (version, go_done - started))
         _runner(version, _module_source(version, log), staging, log)
-        (staging / "lib" / "ollama" / "BUILD-INFO").write_text(
-            "Ollama %s built from its Go module for the llmops.ollama test lab. lib/ollama is the CPU runner built\n"
-            "from the llama.cpp tree of the %s %s sdist, without Ollama's compat patch (see docs/lab.md).\n"
-            % (version, LLAMA_CPP_SDIST[0], LLAMA_CPP_SDIST[1]))
+        (staging / "lib" / "ollama" / "BUILD-INFO").write_text(build_info(version))
         os.chmod(str(staging), 0o755)
         if final.exists():
             shutil.rmtree(str(final))
@@ -301,6 +321,7 @@ def _package(version):
     sums = archive.parent / "sha256sum.txt"
     sums.with_name("sha256sum.txt.partial").write_text("%s  ./%s\n" % (digest, ASSET))
     os.replace(sums.with_name("sha256sum.txt.partial"), sums)
+    (archive.parent / "BUILD-INFO").write_text(build_info(version))  # last: the archive is complete
 
 
 def main(argv):
