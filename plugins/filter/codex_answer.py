@@ -26,6 +26,9 @@ REASONS = (
     (r"does not support tools",
      "template without tools: the model's template does not render .Tools, which Codex sends; use a model whose "
      "template handles tools"),
+    (r"Missing environment variable",
+     "no token: the provider's token variable is not set; the codex role writes it to the user's ~/.codex/.env "
+     "(codex_remote_token)"),
     (r"\b401\b|Unauthorized|unauthorized",
      "unauthorized (401): the server refused the token; check the token in the user's ~/.codex/.env"),
     (r"\b403\b|Forbidden",

@@ -160,14 +160,23 @@ def codex_without_the_token(lab, token_setup):
     return int(first.split("=")[1]), rest
 
 
-@pytest.mark.parametrize("case", ["no token", "wrong token"])
-def test_codex_without_a_valid_token_fails_with_the_401(lab, client, token, case):
-    setup = "true" if case == "no token" else "printf 'OLLAMA_REMOTE_TOKEN=%s\\n' > .codex/.env" % (token[:-1] + ("A" if token[-1] != "A" else "B"))
-    rc, words = codex_without_the_token(lab, setup)
+def test_codex_with_a_wrong_token_fails_with_the_proxys_401(lab, client, token):
+    wrong = token[:-1] + ("A" if token[-1] != "A" else "B")
+    lab.ssh(SERVER, "truncate -s 0 %s" % LOG)
+    rc, words = codex_without_the_token(lab, "printf 'OLLAMA_REMOTE_TOKEN=%s\\n' > .codex/.env" % wrong)
     assert rc != 0, words[-2000:]
     assert "401" in words, words[-2000:]
     assert "Hello from tiny" not in words
+    assert '"POST /v1/responses" 401' in lab.ssh(SERVER, "cat %s" % LOG)
     assert lab.ssh(CLIENT, "stat -c '%a' .codex/.env").strip() == "600"
+
+
+def test_codex_without_a_token_says_so_and_sends_nothing(lab, client, token):
+    """With no token at all Codex refuses before any request (the proxy would answer 401)."""
+    lab.ssh(SERVER, "truncate -s 0 %s" % LOG)
+    rc, words = codex_without_the_token(lab, "true")
+    assert rc != 0 and "Missing environment variable: `OLLAMA_REMOTE_TOKEN`" in words, words[-2000:]
+    assert "/v1/responses" not in lab.ssh(SERVER, "cat %s" % LOG)
 
 
 def test_tokens_appear_in_no_output_and_no_world_readable_file(lab, server, client, token):

@@ -31,6 +31,12 @@ def test_failures_say_why(name, starts):
     assert outcome["reason"].startswith(starts), outcome["reason"]
 
 
+def test_a_missing_token_is_named():
+    # the line Codex 0.171.0 prints when the provider's env_key is set in no environment and no ~/.codex/.env
+    out = codex_answer({"rc": 1, "stdout": "", "stderr": "ERROR: Missing environment variable: `OLLAMA_REMOTE_TOKEN`.\n"})
+    assert out["reason"].startswith("no token:")
+
+
 def test_timeout_and_missing_binary():
     assert codex_answer({"rc": 124, "stdout": "", "stderr": ""}, timeout=90)["reason"] == \
         "timed out after 90s: the model did not answer in time"
