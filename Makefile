@@ -3,7 +3,7 @@ PYTHON ?= python3
 HOSTS ?= 3
 PYTEST_ARGS ?=
 
-.PHONY: deps demo lab-up lab-down test unit integration fleet sanity lint build bench matrix
+.PHONY: deps demo lab-up lab-down test unit integration fleet sanity lint ecosystem docs build bench matrix
 
 deps:                 ## install what the lab and the tests need (apt, pip; Go and npm from the machine)
 	@tests/lab/deps.sh
@@ -17,10 +17,11 @@ lab-up: deps
 lab-down:
 	$(PYTHON) -m tests.lab down
 
-test: deps            ## everything CI runs: set-up, sanity, lint, unit, integration, fleet, then the other ansible-cores
+test: deps            ## everything CI runs: set-up, sanity, lint, the ecosystem's tools, unit, integration, fleet, then the other ansible-cores
 	$(PYTHON) -m tests.lab prepare --hosts 6
 	tests/sanity/run.sh
 	ansible-lint
+	tests/ecosystem/run.sh
 	$(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests/unit tests/integration tests/fleet
 	$(PYTHON) -m tests.lab.matrix
 
@@ -41,6 +42,12 @@ sanity:
 
 lint:
 	ansible-lint
+
+ecosystem:            ## the tarball through galaxy-importer, the docsite, changelog, extra checks, ansible-builder
+	tests/ecosystem/run.sh
+
+docs:                 ## docs/docsite/rst/ from docs/*.md, CHANGELOG.md from changelogs/
+	tests/ecosystem/run.sh docs
 
 build:                ## the collection tarball
 	ansible-galaxy collection build --force --output-path .lab/
