@@ -21,6 +21,9 @@ description:
     directory is a valid bundle too (run this module with no models to index it).
   - Blobs are written to C(.partial) files and renamed only when complete and verified; the manifest is written last.
     An interrupted run leaves the bundle consistent and the next run finishes it.
+requirements:
+  - Python 3.9 or newer where it runs (usually the controller); nothing else to install.
+  - HTTPS (or, with O(insecure), HTTP) access from there to the models' registries, and room in O(path) for the models.
 author:
   - llmops.ollama maintainers (@llmops)
 extends_documentation_fragment:

@@ -18,6 +18,9 @@ description:
   - With the hardware it checks the host against O(requirements) (RAM, disk, CPU, GPU drivers and GPUs Ollama can use)
     and, for the O(models) given, whether each would fit in GPU memory, in RAM, or not at all. Every result is a
     sentence saying what was found and what to do. The module reports; it does not fail for a failed check.
+requirements:
+  - Python 3.9 or newer on the managed host; nothing else to install.
+  - psutil on the managed host is used when present; without it the same figures come from C(/proc) and C(statvfs).
 author:
   - llmops.ollama maintainers (@llmops)
 extends_documentation_fragment:

@@ -19,6 +19,11 @@ description:
   - Blobs are uploaded through the server's own API, which verifies each sha256 before keeping it; the manifest is
     written last, atomically, with the bundle's exact bytes, so the server lists the model (same digest as a pull
     from the registry) without a restart. An interrupted import leaves no half-written model.
+requirements:
+  - Python 3.9 or newer on the server's host; nothing else to install.
+  - It runs on the host of the server it imports into, reads the staged blobs from O(staging_dir) and writes the
+    manifests into the server's store (O(models_dir)), so it needs write access there (become root or the service
+    user).
 author:
   - llmops.ollama maintainers (@llmops)
 extends_documentation_fragment:

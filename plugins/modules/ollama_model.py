@@ -21,6 +21,9 @@ description:
   - A pull is successful only when the server's stream ends with C(success). A failed or interrupted pull leaves the
     server's store consistent (Ollama writes the manifest last); running the task again finishes it.
   - For V(latest), and to check in check mode that a model exists, the module reads the registry from the host it runs on.
+requirements:
+  - Python 3.9 or newer on the managed host; nothing else to install.
+  - An Ollama server it reaches at O(base_url); for V(latest) and in check mode also the models' registry, from the same host.
 author:
   - llmops.ollama maintainers (@llmops)
 extends_documentation_fragment:

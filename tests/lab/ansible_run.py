@@ -20,9 +20,12 @@ def collections_path():
 
 
 def ansible_env(extra=None):
+    """The environment every test runs Ansible with. ANSIBLE_INJECT_FACT_VARS=false, as sites set it: facts exist
+    only as ansible_facts[...], so a role or playbook that reads a top-level ansible_<fact> variable fails here."""
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections_path()), ANSIBLE_NOCOLOR="1",
                ANSIBLE_FORCE_COLOR="0", ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_HOST_KEY_CHECKING="0",
-               ANSIBLE_PIPELINING="1", ANSIBLE_FORKS="10", ANSIBLE_STDOUT_CALLBACK="default")
+               ANSIBLE_PIPELINING="1", ANSIBLE_FORKS="10", ANSIBLE_STDOUT_CALLBACK="default",
+               ANSIBLE_INJECT_FACT_VARS="false")
     env.update(extra or {})
     return env
 
