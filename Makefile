@@ -22,14 +22,14 @@ test: deps            ## everything CI runs: set-up, sanity, lint, the ecosystem
 	tests/sanity/run.sh
 	ansible-lint
 	tests/ecosystem/run.sh
-	$(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests/unit tests/integration tests/fleet
+	$(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests/unit tests/lab tests/integration tests/fleet
 	$(PYTHON) -m tests.lab.matrix
 
 matrix:               ## sanity, unit and integration tests on every other ansible-core release the collection claims
 	$(PYTHON) -m tests.lab.matrix
 
-unit:
-	$(PYTHON) -m pytest -q tests/unit
+unit:                 ## the unit tests with pytest (tests/ecosystem/units.sh runs them with ansible-test units), and the lab's own
+	$(PYTHON) -m pytest -q tests/unit tests/lab
 
 integration:
 	$(PYTHON) -m pytest -q tests/integration

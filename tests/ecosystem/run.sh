@@ -4,7 +4,8 @@
 #   antsibull-docs lint-collection-docs, and the docsite (sphinx-init + build) with the guides as extra docs;
 #   antsibull-changelog lint, and CHANGELOG.md as antsibull-changelog generates it;
 #   antsibull-nox's extra checks (antsibull-nox.toml);
-#   ansible-builder create (docs/ee/execution-environment.yml), and introspect of the installed collection.
+#   ansible-builder create (docs/ee/execution-environment.yml), and introspect of the installed collection;
+#   ansible-test units (tests/ecosystem/units.sh).
 # The tools are pinned in tests/ecosystem/requirements*.txt and installed into virtualenvs of their own under
 # .lab/ecosystem; the docsite is left in .lab/ecosystem/docsite/build/html.
 #
@@ -149,6 +150,7 @@ step "docsite" docsite
 step "antsibull-changelog" changelog
 step "extra checks" extra_checks
 step "ansible-builder" execution_environment
+step "ansible-test units" tests/ecosystem/units.sh
 echo "== timings"
 printf '%s\n' "${timings[@]}"
 echo "ecosystem checks passed in $(($(date +%s) - started))s"

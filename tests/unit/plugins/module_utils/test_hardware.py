@@ -9,7 +9,7 @@ import os
 import pytest
 
 from ansible_collections.llmops.ollama.plugins.module_utils import _hardware as hw
-from tests.unit.fixtures.gpu.recorded import Tools, text, tree
+from ansible_collections.llmops.ollama.tests.unit.fixtures.gpu.recorded import Tools, text, tree
 
 TRITON = text("nvidia/triton-8070_two-gpus.csv")
 RTX2080_LINE = text("nvidia/gpu-utils-83_rtx2080-driver-440_noheader.csv")

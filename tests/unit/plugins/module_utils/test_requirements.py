@@ -10,7 +10,7 @@ import pytest
 
 from ansible_collections.llmops.ollama.plugins.module_utils import _hardware as hw
 from ansible_collections.llmops.ollama.plugins.module_utils import _requirements as rq
-from tests.unit.fixtures.gpu.recorded import Tools, text, tree
+from ansible_collections.llmops.ollama.tests.unit.fixtures.gpu.recorded import Tools, text, tree
 
 GIB = 1024 ** 3
 NAVI31 = "navi31_kfd-recorded-ollama-2411_drm-constructed"
