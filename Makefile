@@ -3,7 +3,7 @@ PYTHON ?= python3
 HOSTS ?= 3
 PYTEST_ARGS ?=
 
-.PHONY: deps demo lab-up lab-down test unit integration fleet sanity lint ecosystem docs build bench matrix
+.PHONY: deps demo lab-up lab-down test unit integration fleet molecule sanity lint ecosystem docs build bench matrix
 
 deps:                 ## install what the lab and the tests need (apt, pip; Go and npm from the machine)
 	@tests/lab/deps.sh
@@ -17,12 +17,14 @@ lab-up: deps
 lab-down:
 	$(PYTHON) -m tests.lab down
 
-test: deps            ## everything CI runs: set-up, sanity, lint, the ecosystem's tools, unit, integration, fleet, then the other ansible-cores
+test: deps            ## everything CI runs: set-up, sanity, lint, the ecosystem's tools, unit, integration, fleet, Molecule, then the other ansible-cores
 	$(PYTHON) -m tests.lab prepare --hosts 6
 	tests/sanity/run.sh
 	ansible-lint
 	tests/ecosystem/run.sh
 	$(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests/unit tests/lab tests/integration tests/fleet
+	-molecule reset --all >/dev/null 2>&1  # forget a previous run's state (a fleet that is gone), if any
+	molecule test --all
 	$(PYTHON) -m tests.lab.matrix
 
 matrix:               ## sanity, unit and integration tests on every other ansible-core release the collection claims
@@ -36,6 +38,10 @@ integration:
 
 fleet:
 	$(PYTHON) -m pytest -q tests/fleet
+
+molecule:             ## each role's Molecule scenario on the lab fleet (extensions/molecule: boots and stops the lab)
+	-molecule reset --all >/dev/null 2>&1  # forget a previous run's state (a fleet that is gone), if any
+	molecule test --all
 
 sanity:
 	tests/sanity/run.sh
