@@ -34,14 +34,19 @@ CODEX = role_default("codex", "codex_cli_version")
 LLAMA_CPP_SDIST = ("llama-cpp-python", "0.3.36", "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e")
 
 # Every ansible-core release series the collection claims (meta/runtime.yml requires_ansible), the release tested,
-# and the controller Python it runs on (2.20 and later need Python >= 3.12). MAIN is the one `make test` runs every
-# test with, fleet included; tests/lab/matrix.py runs sanity, unit and integration tests on each of the others.
+# the controller Python it runs on (2.20 and later need Python >= 3.12), and which integration tests tests/lab/matrix.py
+# runs on it besides sanity and the unit tests: "all", or "modules" (the modules, filters and action plugin against the
+# real server and registries, without the role tests, which run on the oldest and the newest release of each
+# templating engine: 2.16 and 2.18 before the 2.19 rewrite, 2.19 (MAIN, with everything `make test` runs, fleet
+# included) and 2.21 after it).
 ANSIBLE_CORE = (
-    ("2.16", "2.16.19", "3.11"),
-    ("2.17", "2.17.14", "3.11"),
-    ("2.18", "2.18.19", "3.11"),
-    ("2.19", "2.19.14", "3.11"),
-    ("2.20", "2.20.10", "3.13"),
-    ("2.21", "2.21.5", "3.13"),
+    ("2.16", "2.16.19", "3.11", "all"),
+    ("2.17", "2.17.14", "3.11", "modules"),
+    ("2.18", "2.18.19", "3.11", "all"),
+    ("2.19", "2.19.14", "3.11", "all"),
+    ("2.20", "2.20.10", "3.13", "modules"),
+    ("2.21", "2.21.5", "3.13", "all"),
 )
 ANSIBLE_CORE_MAIN = "2.19.14"
+# The integration tests of the roles (run where the row says "all").
+ROLE_TESTS = ("tests/integration/test_codex_role.py", "tests/integration/test_proxy_validate.py")
