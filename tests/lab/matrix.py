@@ -31,18 +31,27 @@ RESULTS = LAB_STATE / "matrix.txt"
 PARTS = ("sanity", "unit", "integration")
 
 
+def _runs(python, version):
+    """Whether `python` starts and is Python `version` (a pyenv shim for a version not selected does not)."""
+    try:
+        out = subprocess.run([python, "-c", "import sys, venv; print('%d.%d' % sys.version_info[:2])"],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, universal_newlines=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0 and out.stdout.strip() == version
+
+
 def find_python(version):
-    """An interpreter of Python `version` (X.Y): on PATH, or one pyenv installed."""
-    found = shutil.which("python" + version)
-    if found:
-        return found
+    """An interpreter of Python `version` (X.Y) that runs: one pyenv installed, or one on PATH."""
     root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
-    for candidate in sorted(glob.glob(os.path.join(root, "versions", version + ".*", "bin", "python" + version)),
-                            reverse=True):
-        if os.access(candidate, os.X_OK):
+    candidates = sorted(glob.glob(os.path.join(root, "versions", version + ".*", "bin", "python" + version)),
+                        reverse=True) + [shutil.which("python" + version) or ""]
+    for candidate in candidates:
+        if candidate and _runs(candidate, version):
             return candidate
-    raise LabError("ansible-core releases that run on Python %s need a python%s: install it (Debian trixie's "
-                   "python3.13, or pyenv) or leave those releases out with --series" % (version, version))
+    raise LabError("ansible-core releases that run on Python %s need a python%s with venv: install it (Debian "
+                   "trixie's python3.13 and python3.13-venv, or pyenv) or leave those releases out with --series"
+                   % (version, version))
 
 
 def _requirements():
@@ -62,7 +71,11 @@ def venv(series, release, python):
     if path.exists():
         shutil.rmtree(path)
     VENVS.mkdir(parents=True, exist_ok=True)
-    subprocess.run([find_python(python), "-m", "venv", str(path)], check=True)
+    made = subprocess.run([find_python(python), "-m", "venv", str(path)], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, universal_newlines=True, check=False)
+    if made.returncode:
+        raise LabError("python%s could not make a virtualenv in %s: %s"
+                       % (python, path, (made.stdout.strip().splitlines() or [""])[-1]))
     pip = subprocess.run([str(path / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
                           "ansible-core==" + release] + _requirements(), stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, universal_newlines=True, check=False)
