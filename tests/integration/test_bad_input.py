@@ -22,12 +22,10 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from ansible.module_utils.common import warnings as ansible_warnings
-from tests.unit.compat import patch_module_args
-
-from ansible_collections.llmops.ollama.plugins.module_utils._client import InvalidBaseURL, normalize_base_url
+from ansible_collections.llmops.ollama.plugins.module_utils._ollama_client import InvalidBaseURL, normalize_base_url
 from ansible_collections.llmops.ollama.plugins.module_utils._names import InvalidModelName, parse_model_name
 from ansible_collections.llmops.ollama.plugins.modules import ollama_facts, ollama_model
+from tests.lab.module_run import assert_clear_failure, run_module
 from tests.lab.net import free_port
 from tests.lab.ollama_server import OllamaServer
 
@@ -40,24 +38,7 @@ CLOSED = free_port()  # bound and released: nothing listens there
 TRIED = {}  # property -> {"failed": n, "ok": n}
 
 
-# -- running a module --------------------------------------------------------------------------------------------
-
-def run_module(module, args):
-    """Run module.main() with `args`; return (exit code, the result it printed). Any exception is a bug."""
-    out = io.StringIO()
-    ansible_warnings._global_warnings.clear()
-    ansible_warnings._global_deprecations.clear()
-    code = None
-    with patch_module_args(args), contextlib.redirect_stdout(out):
-        try:
-            module.main()
-        except SystemExit as exc:
-            code = exc.code
-    assert code is not None, "main() returned without exit_json or fail_json"
-    text = out.getvalue().strip()
-    assert text, "the module printed nothing"
-    return code, json.loads(text.splitlines()[-1])
-
+# -- running a module: tests/lab/module_run.py ------------------------------------------------------------
 
 def masked(result):
     """Whether no_log masked parts of the result: a short api_token (even "1") is hidden wherever it occurs, as in
@@ -68,20 +49,6 @@ def masked(result):
 def count(prop, result):
     entry = TRIED.setdefault(prop, {"failed": 0, "ok": 0})
     entry["failed" if result.get("failed") else "ok"] += 1
-
-
-TRACEBACK_SIGNS = re.compile(r"Traceback \(most recent call last\)|^\w*(Error|Exception)(: |$)|object at 0x|<class "
-                             r"|: None\.|ordinal not in range|expected string or bytes-like|is not iterable")
-
-
-def assert_clear_failure(code, result):
-    msg = result.get("msg")
-    assert code == 1 and result.get("failed") is True, result
-    assert isinstance(msg, str) and len(msg) >= 15, result
-    signs = TRACEBACK_SIGNS.search(msg)
-    # the argument spec's own "is of type <class 'int'> and we were unable to convert" is Ansible's wording
-    assert not signs or (signs.group(0) == "<class " and "we were unable to convert" in msg), msg
-    assert "exception" not in result, result
 
 
 # -- inputs ------------------------------------------------------------------------------------------------------
