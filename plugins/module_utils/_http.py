@@ -258,14 +258,21 @@ def status_error(exc, url, what):
     if isinstance(parsed, dict):
         message = parsed.get("error") or ""
         if isinstance(message, (dict, list)):  # keep it readable
-            message = json.dumps(message)
+            message = json.dumps(message)[:200]
         errors = parsed.get("errors")
         if not message and isinstance(errors, list):  # registries answer {"errors": [{code, message}]}
-            message = "; ".join("%s: %s" % (e.get("code"), e.get("message")) if isinstance(e, dict) else str(e)
-                                for e in errors)
+            message = "; ".join(_registry_error(e) for e in errors if _registry_error(e))
     elif parsed is not None:
         message = body.decode("utf-8", "replace").strip()[:200]
     message = str(message)
     text = "%s answered HTTP %s for %s: %s" % (what, exc.code, urlsplit(url).path, message or exc.reason)
     cls = OllamaNotFound if exc.code == 404 else HTTPStatusError
     return cls(text, url=url, status=exc.code, message=message, headers=exc.headers or {})
+
+
+def _registry_error(entry):
+    """One of a registry's {"errors": [...]} in words ("" when there are none in it)."""
+    if isinstance(entry, dict):
+        words = [str(entry.get(k)) for k in ("code", "message") if entry.get(k) not in (None, "")]
+        return ": ".join(words)
+    return str(entry) if entry not in (None, "") else ""

@@ -3,8 +3,9 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Model manifests (Docker v2 manifests of Ollama images) and their blobs: the one place that reads them.
 
-A manifest is trusted no more than Ollama trusts it: it must be a JSON object, and every blob it names must have a
-digest of the form ``sha256:<64 hex>`` (manifest/paths.go accepts ``^sha256[:-][0-9a-fA-F]{64}$`` and refuses
+A manifest is trusted no more than Ollama trusts it: it must be a JSON object of schema version 2 with at least one
+layer (an Ollama model has its weights in one), and every blob it names must have a digest of the form
+``sha256:<64 hex>`` (manifest/paths.go accepts ``^sha256[:-][0-9a-fA-F]{64}$`` and refuses
 anything else) and a size that is a whole number of bytes. A digest is used in file names and URLs, so one such as
 ``../../x`` must never get that far.
 """
@@ -36,11 +37,12 @@ def blobs(manifest):
     """[(digest, size)] of a parsed manifest's layers, then its config, as Ollama walks them; validated."""
     if not isinstance(manifest, dict):
         raise InvalidManifest("a manifest is a JSON object, not %s" % _kind(manifest))
+    if manifest.get("schemaVersion") != 2 or isinstance(manifest.get("schemaVersion"), bool):
+        raise InvalidManifest("its schemaVersion is %s, not 2 (a Docker v2 manifest, as Ollama's registries send)"
+                              % _show(manifest.get("schemaVersion")))
     layers = manifest.get("layers")
-    if layers is None:
-        layers = []
-    if not isinstance(layers, list):
-        raise InvalidManifest("its layers are %s, not a list" % _kind(layers))
+    if not isinstance(layers, list) or not layers:
+        raise InvalidManifest("its layers are %s, not a list of at least one layer" % _kind(layers))
     found = []
     for i, layer in enumerate(layers):
         found.append(_blob(layer, "layer %d" % (i + 1)))
@@ -79,6 +81,8 @@ def parse(raw):
 
 
 def _kind(value):
+    if value == []:
+        return "an empty list"
     return {dict: "an object", list: "a list", str: "a string", type(None): "null", bool: "a boolean"}.get(
         type(value), "a number")
 

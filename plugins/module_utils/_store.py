@@ -42,17 +42,21 @@ def manifest_path(root, name):
 
 
 def find_manifest(root, name):
-    """The existing manifest file of `name` under `root`, matched case-insensitively as Ollama does, or None."""
-    path = root
-    for part in ("manifests", name.host, name.namespace, name.model, name.tag):
-        if not os.path.isdir(path):
-            return None
-        wanted = part.lower()
-        match = [entry for entry in os.listdir(path) if entry.lower() == wanted]
-        if not match:
-            return None
-        path = os.path.join(path, sorted(match)[0])
-    return path if os.path.isfile(path) else None
+    """The existing manifest file of `name` under `root`, matched case-insensitively as Ollama does, or None.
+
+    Every casing on disk is looked at (``Lab/`` and ``lab/`` may both be there), the first in sorted order wins."""
+    paths = [os.path.join(root, "manifests")]
+    for part in (name.host, name.namespace, name.model, name.tag):
+        wanted, found = part.lower(), []
+        for path in paths:
+            try:
+                entries = sorted(os.listdir(path)) if os.path.isdir(path) else []
+            except OSError:
+                entries = []
+            found.extend(os.path.join(path, e) for e in entries if e.lower() == wanted)
+        paths = found
+    files = [p for p in paths if os.path.isfile(p)]
+    return files[0] if files else None
 
 
 def blob_path(root, digest):
