@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import re
-import socket
 
 from ansible.module_utils.six.moves.urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 from ansible.module_utils.urls import make_context
