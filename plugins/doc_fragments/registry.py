@@ -16,9 +16,10 @@ options:
       - PEM file of the CA of a site registry whose certificate is not signed by a CA in the system's trust store. It is
         trusted in addition to the system's store, only for registries (and a bundle server), never for the Ollama
         server.
-      - The module reads registries with its own settings, not the server's: the system's trust store, this CA, no
-        client certificate, and none of O(api_token) or O(headers). A registry that asks for a bearer token
-        (C(WWW-Authenticate: Bearer realm=...)) gets an anonymous token request, as Ollama and Docker clients make.
+      - The module reads registries with its own settings, not the server's (the system's trust store, this CA, no
+        client certificate, and none of O(api_token) or O(headers)). A registry that asks for a bearer token (a
+        C(WWW-Authenticate) C(Bearer realm=...) challenge) gets an anonymous token request, as Ollama and Docker
+        clients make.
       - The Ollama server must trust the same CA for its pulls; give it with E(SSL_CERT_FILE) in the server's
         environment (the P(llmops.ollama.server#role) role's O(ollama_server_environment)).
     type: path
