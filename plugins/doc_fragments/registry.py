@@ -21,6 +21,6 @@ options:
         C(WWW-Authenticate) C(Bearer realm=...) challenge) gets an anonymous token request, as Ollama and Docker
         clients make.
       - The Ollama server must trust the same CA for its pulls; give it with E(SSL_CERT_FILE) in the server's
-        environment (the P(llmops.ollama.server#role) role's O(ollama_server_environment)).
+        environment (the P(llmops.ollama.server#role) role's C(ollama_server_environment)).
     type: path
 """

@@ -183,9 +183,9 @@ class Transport(object):
                               url=url, status=code)
         target = urljoin(url, location)
         if method not in redirect.methods:
-            raise OllamaError("%s answered %s %s with a redirect (HTTP %d) to %s; the request is not repeated there: "
-                              "if that is the right address, use it" % (what, method, urlsplit(url).path, code,
-                                                                      redact(target)), url=url, status=code)
+            text = ("%s answered %s %s with a redirect (HTTP %d) to %s; the request is not repeated there: if that "
+                    "is the right address, use it" % (what, method, urlsplit(url).path, code, redact(target)))
+            raise OllamaError(text, url=url, status=code)
         scheme = urlsplit(target).scheme.lower()
         if scheme not in ("http", "https"):
             raise OllamaError("%s redirected to %s, which is not HTTP(S); nothing was fetched there"

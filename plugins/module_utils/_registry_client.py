@@ -154,9 +154,8 @@ class RegistryClient(object):
             answer = None
         token = answer.get("token") or answer.get("access_token") if isinstance(answer, dict) else None
         if not isinstance(token, str) or not token or re.search(r"[\x00-\x20\x7f]", token):
-            raise OllamaError("the token service of %s (%s) answered without a usable token" % (where,
-                                                                                              origin_text(realm)),
-                              url=url, status=401)
+            raise OllamaError("the token service of %s (%s) answered without a usable token"
+                              % (where, origin_text(realm)), url=url, status=401)
         return token
 
     # -- manifests -------------------------------------------------------------------------------------
@@ -182,8 +181,8 @@ class RegistryClient(object):
         try:
             return parse(raw)
         except InvalidManifest as exc:
-            raise OllamaError("%s sent a manifest for %s that Ollama would refuse: %s" % (_describe(url), name.short,
-                                                                                         exc), url=url)
+            raise OllamaError("%s sent a manifest for %s that Ollama would refuse: %s"
+                              % (_describe(url), name.short, exc), url=url)
 
     # -- blobs -----------------------------------------------------------------------------------------
     def fetch_blob(self, name, digest, dest, insecure=False):

@@ -28,71 +28,71 @@ GO_SOURCE = r'''
 package main
 
 import (
-	"encoding/json"
-	"os"
+    "encoding/json"
+    "os"
 
-	"github.com/ollama/ollama/internal/modelref"
-	"github.com/ollama/ollama/types/model"
+    "github.com/ollama/ollama/internal/modelref"
+    "github.com/ollama/ollama/types/model"
 )
 
 type parts struct {
-	Valid     bool   `json:"valid"`
-	Error     string `json:"error,omitempty"`
-	Host      string `json:"host,omitempty"`
-	Namespace string `json:"namespace,omitempty"`
-	Model     string `json:"model,omitempty"`
-	Tag       string `json:"tag,omitempty"`
-	Scheme    string `json:"scheme,omitempty"`
-	Short     string `json:"short,omitempty"`
+    Valid     bool   `json:"valid"`
+    Error     string `json:"error,omitempty"`
+    Host      string `json:"host,omitempty"`
+    Namespace string `json:"namespace,omitempty"`
+    Model     string `json:"model,omitempty"`
+    Tag       string `json:"tag,omitempty"`
+    Scheme    string `json:"scheme,omitempty"`
+    Short     string `json:"short,omitempty"`
 }
 
 type answer struct {
-	Input string `json:"input"`
-	Pull  parts  `json:"pull"`  // what /api/pull and /api/delete use
-	Plain parts  `json:"plain"` // model.ParseName alone
+    Input string `json:"input"`
+    Pull  parts  `json:"pull"`  // what /api/pull and /api/delete use
+    Plain parts  `json:"plain"` // model.ParseName alone
 }
 
 func describe(n model.Name) parts {
-	if !n.IsValid() {
-		return parts{Valid: false, Error: model.Unqualified(n).Error()}
-	}
-	return parts{Valid: true, Host: n.Host, Namespace: n.Namespace, Model: n.Model, Tag: n.Tag,
-		Scheme: n.ProtocolScheme, Short: n.DisplayShortest()}
+    if !n.IsValid() {
+        return parts{Valid: false, Error: model.Unqualified(n).Error()}
+    }
+    return parts{Valid: true, Host: n.Host, Namespace: n.Namespace, Model: n.Model, Tag: n.Tag,
+        Scheme: n.ProtocolScheme, Short: n.DisplayShortest()}
 }
 
 // pull is parseNormalizePullModelRef (server/model_resolver.go), then the name PullModel parses again.
 func pull(raw string) parts {
-	if _, err := modelref.ParseRef(raw); err != nil {
-		return parts{Valid: false, Error: err.Error()}
-	}
-	normalized, _, err := modelref.NormalizePullName(raw)
-	if err != nil {
-		return parts{Valid: false, Error: err.Error()}
-	}
-	name := model.ParseName(normalized)
-	if !name.IsValid() {
-		return parts{Valid: false, Error: model.Unqualified(name).Error()}
-	}
-	p := describe(name)
-	again := model.ParseName(name.DisplayShortest()) // PullHandler hands PullModel the shortest form
-	p.Scheme = again.ProtocolScheme
-	return p
+    if _, err := modelref.ParseRef(raw); err != nil {
+        return parts{Valid: false, Error: err.Error()}
+    }
+    normalized, _, err := modelref.NormalizePullName(raw)
+    if err != nil {
+        return parts{Valid: false, Error: err.Error()}
+    }
+    name := model.ParseName(normalized)
+    if !name.IsValid() {
+        return parts{Valid: false, Error: model.Unqualified(name).Error()}
+    }
+    p := describe(name)
+    again := model.ParseName(name.DisplayShortest()) // PullHandler hands PullModel the shortest form
+    p.Scheme = again.ProtocolScheme
+    return p
 }
 
 func main() {
-	var names []string
-	if err := json.NewDecoder(os.Stdin).Decode(&names); err != nil {
-		panic(err)
-	}
-	out := make([]answer, 0, len(names))
-	for _, s := range names {
-		out = append(out, answer{Input: s, Pull: pull(s), Plain: describe(model.ParseName(s))})
-	}
-	enc := json.NewEncoder(os.Stdout)
-	enc.SetIndent("", " ")
-	if err := enc.Encode(out); err != nil {
-		panic(err)
-	}
+    var names []string
+    if err := json.NewDecoder(os.Stdin).Decode(&names); err != nil {
+        panic(err)
+    }
+    out := make([]answer, 0, len(names))
+    for _, s := range names {
+        out = append(out, answer{Input: s, Pull: pull(s), Plain: describe(model.ParseName(s))})
+    }
+    enc := json.NewEncoder(os.Stdout)
+    enc.SetIndent("", " ")
+    if err := enc.Encode(out); err != nil {
+        panic(err)
+    }
 }
 '''
 
@@ -133,7 +133,7 @@ def build(version=OLLAMA):
     (work / "llmopsnames" / "main.go").write_text(GO_SOURCE)
     env = dict(os.environ, GOFLAGS="-mod=mod", GOPROXY="off", CGO_ENABLED="0", GOWORK="off")
     tmp = out.with_name(out.name + ".tmp")
-    proc = subprocess.run(["go", "build", "-o", str(tmp), "./llmopsnames"], cwd=str(work), env=env,
+    proc = subprocess.run(["go", "build", "-o", str(tmp), "./llmopsnames"], cwd=str(work), env=env, check=False,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
     if proc.returncode != 0:
         raise RuntimeError("building the names oracle against Ollama %s failed:\n%s" % (version, proc.stdout))

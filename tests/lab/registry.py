@@ -289,8 +289,8 @@ class Cdn(TLSServer):
     def signed_url(self, digest):
         expires = int(time.time()) + 600
         host, port = self.server_address[:2]
-        return "%s://%s:%d/blobs/%s?expires=%d&sig=%s" % (self.scheme, host, port, digest, expires,
-                                                           self._sig(digest, expires))
+        sig = self._sig(digest, expires)
+        return "%s://%s:%d/blobs/%s?expires=%d&sig=%s" % (self.scheme, host, port, digest, expires, sig)
 
     def check(self, digest, query):
         try:
