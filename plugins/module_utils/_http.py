@@ -181,7 +181,12 @@ class Transport(object):
         if not location:
             raise OllamaError("%s answered HTTP %d for %s with no Location to go to" % (what, code, urlsplit(url).path),
                               url=url, status=code)
-        target = urljoin(url, location)
+        try:
+            target = urljoin(url, location)
+            origin(target)  # a port that is not a number raises here
+        except ValueError:
+            raise OllamaError("%s answered HTTP %d for %s with a Location that is not a URL (%r)"
+                              % (what, code, urlsplit(url).path, location[:80]), url=url, status=code)
         if method not in redirect.methods:
             text = ("%s answered %s %s with a redirect (HTTP %d) to %s; the request is not repeated there: if that "
                     "is the right address, use it" % (what, method, urlsplit(url).path, code, redact(target)))

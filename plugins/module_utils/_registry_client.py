@@ -200,7 +200,12 @@ class RegistryClient(object):
 
 def seed_url(url):
     """(URL without credentials, headers carrying them) of a bundle_url, which may hold user:password@."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # pylint: disable=pointless-statement  # a port that is not a number raises here
+    except ValueError as exc:
+        raise OllamaError("bundle_url is not a URL (%s): give the http:// or https:// URL of the bundle directory"
+                          % exc)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise OllamaError("bundle_url %s is not an http:// or https:// URL of the bundle directory" % redact(url))
     headers = {}

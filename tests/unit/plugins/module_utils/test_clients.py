@@ -199,3 +199,22 @@ def test_a_not_found_manifest_is_its_own_error():
 def test_a_seed_url_keeps_its_credentials_out_of_the_url():
     url, headers = seed_url("https://me:p%40ss@seed.example.com:8443/bundle/")
     assert url == "https://seed.example.com:8443/bundle" and headers["Authorization"] == "Basic bWU6cEBzcw=="
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://h:port/x", "ftp://h/x", "h/x", ""])
+def test_a_seed_url_that_is_not_one(url):
+    """Found by the bad-input property test: 'http://[::1' raised ValueError."""
+    with pytest.raises(OllamaError) as err:
+        seed_url(url)
+    assert "bundle_url" in err.value.msg and "http:// or https:// URL of the bundle directory" in err.value.msg
+
+
+def test_a_redirect_to_something_that_is_not_a_url():
+    with ScriptedServer(lambda h: h.redirect("http://h:port/x")) as srv:
+        with pytest.raises(OllamaError) as err:
+            OllamaClient(srv.url(), timeout=5).version()
+    assert "with a Location that is not a URL" in err.value.msg
+    with ScriptedServer(lambda h: h.redirect("http://[::1/x")) as srv:  # urllib itself refuses this one
+        with pytest.raises(OllamaError) as err:
+            OllamaClient(srv.url(), timeout=5).version()
+    assert "Invalid IPv6 URL" in err.value.msg
