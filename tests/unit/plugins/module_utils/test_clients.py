@@ -16,7 +16,7 @@ from ansible_collections.llmops.ollama.plugins.module_utils._registry_client imp
     parse_challenge,
     seed_url,
 )
-from tests.lab.scripted_http import ScriptedServer
+from ansible_collections.llmops.ollama.tests.lab.scripted_http import ScriptedServer
 
 TOKEN = "server-token-3f9a"
 SECRET_HEADER = "team-secret-77"
