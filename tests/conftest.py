@@ -1,7 +1,10 @@
-"""Shared pytest fixtures: the collection on the import path, and the real lab parts (Ollama, registry).
+"""Shared pytest fixtures: the collection on the import path, and the real lab parts (Ollama, registries).
 
 Fixtures start real processes: `ollama serve` from a lab build of the Go module and Debian's docker-registry
-behind the lab's front. Nothing here is a mock.
+behind the lab's front. Nothing here is a mock. Two registries share one store: `registry` (plain HTTP, where tests
+push) and `public_registry`, which answers as public registries do (TLS from the lab's own CA, Distribution's token
+auth, blobs redirected to a CDN host; tests/lab/registry.py). The session's `ollama_server` trusts the lab's CA
+(SSL_CERT_FILE), as a server pulling from a site registry with its own CA must.
 """
 import subprocess
 import sys
@@ -46,11 +49,32 @@ def registry():
 
 
 @pytest.fixture(scope="session")
-def ollama_server():
+def lab_ca():
+    """The lab's own CA (tests/lab/pki.py): what a site registry's CA is to its clients."""
+    from tests.lab.pki import LabCA
+
+    folder = Path(tempfile.mkdtemp(prefix="lab-ca-"))
+    yield LabCA(folder)
+    subprocess.call(["rm", "-rf", str(folder)])
+
+
+@pytest.fixture(scope="session")
+def public_registry(registry, lab_ca):
+    """The registry's store behind a front that answers as public registries do (TLS, token auth, a CDN)."""
+    from tests.lab.registry import Registry
+
+    reg = Registry(registry.storage, log_dir=registry.log_dir, public=True, ca=lab_ca).start()
+    reg.digests = registry.digests
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="session")
+def ollama_server(lab_ca):
     from tests.lab.ollama_server import OllamaServer
 
     with lab_setup():
-        server = OllamaServer().start()
+        server = OllamaServer(env={"SSL_CERT_FILE": str(lab_ca.cert)}).start()
     try:
         yield server
     finally:

@@ -29,15 +29,17 @@ options:
   validate_certs:
     description:
       - Verify the server's TLS certificate (for C(https://) base URLs, such as an Ollama behind a reverse proxy).
+      - Applies to the server only; registries are always verified.
     type: bool
     default: true
   ca_path:
     description:
       - PEM file of the CA that signed the server's certificate, when it is not in the system store.
+      - Used for the server only; see O(registry_ca_path) for a registry's CA, where the module has that option.
     type: path
   client_cert:
     description:
-      - PEM client certificate for proxies that require mutual TLS.
+      - PEM client certificate for proxies that require mutual TLS. Presented to the server only.
     type: path
   client_key:
     description:
@@ -46,11 +48,13 @@ options:
   api_token:
     description:
       - Bearer token sent as C(Authorization) to the server (Ollama itself has no authentication; a reverse proxy in front
-        of it may require one). Never sent to model registries.
+        of it may require one). Never sent to model registries, nor after a redirect to another address.
     type: str
   headers:
     description:
-      - Extra HTTP headers sent to the server, for proxies that need them.
+      - Extra HTTP headers sent to the server, for proxies that need them. Never sent to model registries, nor after a
+        redirect to another address.
+      - Their values are kept out of the task's output and logs, as O(api_token) is.
     type: dict
     default: {}
 """

@@ -13,12 +13,17 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
-import json
 import os
 import pwd
 import tempfile
 
-from ansible_collections.llmops.ollama.plugins.module_utils._names import InvalidModelName, parse_model_name
+from ansible_collections.llmops.ollama.plugins.module_utils._manifest import (
+    InvalidManifest,
+    blobs,
+    check_digest,
+    parse,
+)
+from ansible_collections.llmops.ollama.plugins.module_utils._names import InvalidModelName, parse_listed_name
 
 
 def default_models_dir():
@@ -37,21 +42,26 @@ def manifest_path(root, name):
 
 
 def find_manifest(root, name):
-    """The existing manifest file of `name` under `root`, matched case-insensitively as Ollama does, or None."""
-    path = root
-    for part in ("manifests", name.host, name.namespace, name.model, name.tag):
-        if not os.path.isdir(path):
-            return None
-        wanted = part.lower()
-        match = [entry for entry in os.listdir(path) if entry.lower() == wanted]
-        if not match:
-            return None
-        path = os.path.join(path, sorted(match)[0])
-    return path if os.path.isfile(path) else None
+    """The existing manifest file of `name` under `root`, matched case-insensitively as Ollama does, or None.
+
+    Every casing on disk is looked at (``Lab/`` and ``lab/`` may both be there), the first in sorted order wins."""
+    paths = [os.path.join(root, "manifests")]
+    for part in (name.host, name.namespace, name.model, name.tag):
+        wanted, found = part.lower(), []
+        for path in paths:
+            try:
+                entries = sorted(os.listdir(path)) if os.path.isdir(path) else []
+            except OSError:
+                entries = []
+            found.extend(os.path.join(path, e) for e in entries if e.lower() == wanted)
+        paths = found
+    files = [p for p in paths if os.path.isfile(p)]
+    return files[0] if files else None
 
 
 def blob_path(root, digest):
-    return os.path.join(root, "blobs", digest.replace(":", "-"))
+    """Path of blob `digest` under `root`; InvalidManifest for a digest that is not sha256:<64 hex>."""
+    return os.path.join(root, "blobs", check_digest(digest).replace(":", "-"))
 
 
 def sha256_file(path, chunk=1 << 20):
@@ -63,10 +73,9 @@ def sha256_file(path, chunk=1 << 20):
 
 
 def read_manifest(path):
-    """(hex digest of the bytes, parsed manifest) of a manifest file."""
+    """(hex digest of the bytes, parsed manifest) of a manifest file; InvalidManifest if Ollama would refuse it."""
     with open(path, "rb") as f:
-        raw = f.read()
-    return hashlib.sha256(raw).hexdigest(), json.loads(raw.decode("utf-8"))
+        return parse(f.read())
 
 
 def atomic_write(path, data, owner_of=None):
@@ -99,30 +108,57 @@ def atomic_write(path, data, owner_of=None):
         raise
 
 
+def _dirs(path):
+    """Sub-directories of `path`, sorted; files (a .DS_Store) and unreadable entries are not models."""
+    try:
+        return sorted(e for e in os.listdir(path) if os.path.isdir(os.path.join(path, e)))
+    except OSError:
+        return []
+
+
+def stored_manifests(root):
+    """[(ModelName, path)] of the manifests under `root`, as Ollama finds them (manifest.Manifests): files four
+    levels down, named by a valid host/namespace/model/tag; anything else (stray files, folders, bad names) is
+    skipped, as Ollama skips it."""
+    found = []
+    top = os.path.join(root, "manifests")
+    for host in _dirs(top):
+        for namespace in _dirs(os.path.join(top, host)):
+            for model in _dirs(os.path.join(top, host, namespace)):
+                folder = os.path.join(top, host, namespace, model)
+                try:
+                    tags = sorted(os.listdir(folder))
+                except OSError:
+                    continue
+                for tag in tags:
+                    path = os.path.join(folder, tag)
+                    if not os.path.isfile(path):
+                        continue
+                    try:
+                        name = parse_listed_name("%s/%s/%s:%s" % (host, namespace, model, tag))
+                    except InvalidModelName:
+                        continue
+                    if (name.host, name.namespace, name.model, name.tag) == (host, namespace, model, tag):
+                        found.append((name, path))
+    return found
+
+
 def bundle_index(root):
     """What a store or bundle holds: {"models": {short name: {digest, size, blobs, manifest}}}.
 
-    `manifest` is the manifest text exactly as stored, so a host can write the same bytes (and digest).
+    `manifest` is the manifest text exactly as stored, so a host can write the same bytes (and digest). Manifests
+    Ollama would refuse (not JSON, bad digests) are left out, as Ollama leaves them out of its list.
     """
     models = {}
-    top = os.path.join(root, "manifests")
-    for host in sorted(os.listdir(top)) if os.path.isdir(top) else []:
-        for namespace in sorted(os.listdir(os.path.join(top, host))):
-            for model in sorted(os.listdir(os.path.join(top, host, namespace))):
-                for tag in sorted(os.listdir(os.path.join(top, host, namespace, model))):
-                    path = os.path.join(top, host, namespace, model, tag)
-                    if tag.startswith(".") or not os.path.isfile(path):
-                        continue
-                    try:
-                        name = parse_model_name("%s/%s/%s:%s" % (host, namespace, model, tag))
-                        digest, manifest = read_manifest(path)
-                    except (InvalidModelName, ValueError):
-                        continue
-                    blobs = [b["digest"] for b in (manifest.get("layers") or []) + [manifest.get("config") or {}]
-                             if b.get("digest")]
-                    with open(path, "rb") as f:
-                        text = f.read().decode("utf-8")
-                    models[name.short] = dict(digest=digest, blobs=blobs, manifest=text,
-                                              size=sum(int(b.get("size") or 0) for b in
-                                                       (manifest.get("layers") or []) + [manifest.get("config") or {}]))
+    for name, path in stored_manifests(root):
+        try:
+            with open(path, "rb") as f:
+                raw = f.read()
+            digest, manifest = parse(raw)
+            text = raw.decode("utf-8")
+        except (InvalidManifest, OSError, UnicodeError):
+            continue
+        walked = blobs(manifest)
+        models[name.short] = dict(digest=digest, blobs=[d for d, _s in walked], manifest=text,
+                                  size=sum(s for _d, s in walked))
     return dict(models=models)

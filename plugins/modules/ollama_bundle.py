@@ -21,6 +21,7 @@ description:
     directory is a valid bundle too (run this module with no models to index it).
   - Blobs are written to C(.partial) files and renamed only when complete and verified; the manifest is written last.
     An interrupted run leaves the bundle consistent and the next run finishes it.
+  - Manifests are checked as Ollama checks them (every digest C(sha256:<64 hex>)) before anything is written.
 requirements:
   - Python 3.9 or newer where it runs (usually the controller); nothing else to install.
   - HTTPS (or, with O(insecure), HTTP) access from there to the models' registries, and room in O(path) for the models.
@@ -31,7 +32,8 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Reads the registry's manifests to report what would be downloaded; writes nothing.
+    details: Reads the registry's manifests to report what would be downloaded, and whether the index would be
+      rewritten; writes nothing.
   diff_mode:
     support: full
     details: The bundle's model list before and after.
@@ -60,16 +62,25 @@ options:
     type: bool
     default: false
   timeout:
-    description: Seconds to wait for the registry to answer.
+    description: Seconds to wait for the registry to answer (at most 86400).
     type: int
     default: 60
   validate_certs:
     description: Verify registries' TLS certificates.
     type: bool
     default: true
-  ca_path:
-    description: PEM file of the CA of a site registry.
+  registry_ca_path:
+    description:
+      - PEM file of the CA of a site registry, trusted in addition to the system's trust store.
     type: path
+    aliases: [ca_path]
+notes:
+  - Registries that ask for a bearer token (C(WWW-Authenticate) C(Bearer realm=...)) get an anonymous token request, as
+    Ollama and Docker clients make; blob downloads follow the registry's redirects (to a CDN) without the token.
+  - Every blob is checked by its sha256, not only its size, and a damaged one is fetched again. The check is
+    remembered in C(.verified.json) in the bundle until the blob's file changes, so a second run does not read every
+    byte again.
+  - Stray files in the bundle (such as C(.DS_Store)) are ignored, as Ollama ignores them in its store.
 """
 
 EXAMPLES = r"""
@@ -120,24 +131,21 @@ index:
   type: str
 """
 
-import hashlib
 import json
 import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.llmops.ollama.plugins.module_utils._client import (
-    OllamaClient,
-    OllamaError,
-    OllamaNotFound,
-    manifest_blobs,
-    manifest_size,
-)
+from ansible_collections.llmops.ollama.plugins.module_utils._http import OllamaError, OllamaNotFound
+from ansible_collections.llmops.ollama.plugins.module_utils._manifest import InvalidManifest
+from ansible_collections.llmops.ollama.plugins.module_utils._manifest import blobs as manifest_blobs
+from ansible_collections.llmops.ollama.plugins.module_utils._manifest import parse as parse_manifest
 from ansible_collections.llmops.ollama.plugins.module_utils._names import (
     InvalidModelName,
     parse_model_list,
     parse_model_name,
 )
+from ansible_collections.llmops.ollama.plugins.module_utils._registry_client import registry_client_from_params
 from ansible_collections.llmops.ollama.plugins.module_utils._store import (
     atomic_write,
     blob_path,
@@ -145,7 +153,10 @@ from ansible_collections.llmops.ollama.plugins.module_utils._store import (
     find_manifest,
     manifest_path,
     read_manifest,
+    sha256_file,
 )
+
+VERIFIED = ".verified.json"  # blobs whose sha256 was checked, with the file state it was checked in
 
 
 def merged(items):
@@ -166,22 +177,73 @@ def merged(items):
     return [dict(name=name, state=states[key]) for key, name in order]
 
 
-def complete(root, manifest):
-    """Whether every blob of `manifest` is in the bundle with its size."""
-    for blob in manifest_blobs(manifest):
-        path = blob_path(root, blob["digest"])
-        if not os.path.isfile(path) or os.path.getsize(path) != int(blob.get("size") or 0):
+class Blobs(object):
+    """The bundle's blobs, each checked by its sha256 (not its size: a flipped byte is a damaged blob).
+
+    A check is remembered in .verified.json with the file's size, inode and modification and change times, so a
+    later run reads a blob again only when the file changed.
+    """
+
+    def __init__(self, root):
+        self.root = root
+        self.path = os.path.join(root, VERIFIED)
+        self.known = {}
+        try:
+            with open(self.path) as f:
+                known = json.load(f)
+            self.known = known if isinstance(known, dict) else {}
+        except (OSError, ValueError):
+            pass
+        self.dirty = False
+
+    @staticmethod
+    def _state(st):
+        return [st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
+
+    def good(self, digest, size):
+        path = blob_path(self.root, digest)
+        try:
+            st = os.stat(path)
+        except OSError:
             return False
-    return True
+        if st.st_size != size:
+            return False
+        if self.known.get(digest) == self._state(st):
+            return True
+        ok = "sha256:" + sha256_file(path) == digest.replace("-", ":", 1).lower()
+        if ok:
+            self.known[digest] = self._state(st)
+        else:
+            self.known.pop(digest, None)
+        self.dirty = True
+        return ok
+
+    def fetched(self, digest):
+        try:
+            self.known[digest] = self._state(os.stat(blob_path(self.root, digest)))
+            self.dirty = True
+        except OSError:
+            pass
+
+    def complete(self, manifest):
+        """Whether every blob of `manifest` is in the bundle, whole."""
+        return all(self.good(d, s) for d, s in manifest_blobs(manifest))
+
+    def save(self):
+        if self.dirty and os.path.isdir(self.root):
+            present = set(os.listdir(os.path.join(self.root, "blobs"))) if os.path.isdir(
+                os.path.join(self.root, "blobs")) else set()
+            known = dict((d, v) for d, v in self.known.items() if d.replace(":", "-") in present)
+            atomic_write(self.path, json.dumps(known, sort_keys=True).encode("utf-8"))
 
 
-def missing_bytes(root, manifest, planned):
-    """Bytes of `manifest`'s blobs neither in the bundle nor already planned for an earlier model (shared layers)."""
+def missing_bytes(store, manifest, planned):
+    """Bytes of `manifest`'s blobs not whole in the bundle nor already planned for an earlier model (shared layers)."""
     total = 0
-    for blob in manifest_blobs(manifest):
-        if blob["digest"] not in planned and not os.path.isfile(blob_path(root, blob["digest"])):
-            planned.add(blob["digest"])
-            total += int(blob.get("size") or 0)
+    for digest, size in manifest_blobs(manifest):
+        if digest not in planned and not store.good(digest, size):
+            planned.add(digest)
+            total += size
     return total
 
 
@@ -189,14 +251,31 @@ def prune_blobs(root):
     """Remove blobs no manifest in the bundle refers to; returns how many."""
     used = set()
     for entry in bundle_index(root)["models"].values():
-        used.update(entry["blobs"])
+        used.update(d.replace(":", "-") for d in entry["blobs"])
     removed = 0
     blobs_dir = os.path.join(root, "blobs")
     for name in os.listdir(blobs_dir) if os.path.isdir(blobs_dir) else []:
-        if name.replace("-", ":", 1) not in used:
+        if name not in used and os.path.isfile(os.path.join(blobs_dir, name)):
             os.unlink(os.path.join(blobs_dir, name))
             removed += 1
     return removed
+
+
+def local_manifest(root, name):
+    """(path, digest, manifest) of the bundle's manifest of `name`; digest and manifest None when there is none or it
+    is one Ollama would refuse (then it is fetched again)."""
+    path = find_manifest(root, name)
+    if not path:
+        return None, None, None
+    try:
+        digest, manifest = read_manifest(path)
+    except (InvalidManifest, OSError):
+        return path, None, None
+    return path, digest, manifest
+
+
+def index_text(root):
+    return json.dumps(bundle_index(root), indent=1, sort_keys=True).encode("utf-8")
 
 
 def main():
@@ -208,59 +287,64 @@ def main():
             insecure=dict(type="bool", default=False),
             timeout=dict(type="int", default=60),
             validate_certs=dict(type="bool", default=True),
-            ca_path=dict(type="path"),
+            registry_ca_path=dict(type="path", aliases=["ca_path"]),
         ),
         supports_check_mode=True,
     )
     root = module.params["path"]
-    if module.params["timeout"] <= 0:
-        module.fail_json(msg="timeout must be a positive number of seconds")
-    client = OllamaClient(timeout=module.params["timeout"], validate_certs=module.params["validate_certs"],
-                          ca_path=module.params["ca_path"])
     insecure = module.params["insecure"]
     try:
+        registry = registry_client_from_params(module.params, validate_certs=module.params["validate_certs"])
         items = module.params["models"]
         if module.params["merge"]:
             items = merged(items)
         wanted = parse_model_list(items, "present")
-    except InvalidModelName as exc:
+    except (InvalidModelName, OllamaError) as exc:
         module.fail_json(msg=str(exc))
     if os.path.exists(root) and not os.path.isdir(root):
         module.fail_json(msg="%s exists and is not a directory; give a directory for the bundle" % root)
 
-    before = sorted(bundle_index(root)["models"]) if os.path.isdir(root) else []
+    try:
+        before = sorted(bundle_index(root)["models"]) if os.path.isdir(root) else []
+    except OSError as exc:
+        module.fail_json(msg="reading the bundle at %s failed: %s (check its permissions)" % (root, exc))
+    store = Blobs(root)
     results, planned = [], set()
     for given, name, state in wanted:
-        local = find_manifest(root, name)
-        digest, manifest = read_manifest(local) if local else (None, None)
-        result = dict(name=given, model=name.short, state=state, action="none", digest=digest,
-                      size=manifest_size(manifest) if manifest else None, bytes=0)
+        result = dict(name=given, model=name.short, state=state, action="none", digest=None, size=None, bytes=0)
         results.append(result)
         try:
+            local, digest, manifest = local_manifest(root, name)
+            result.update(digest=digest, size=sum(s for _d, s in manifest_blobs(manifest)) if manifest else None)
             if state == "absent":
                 if local:
                     result.update(action="removed", digest=None)
                     if not module.check_mode:
                         os.unlink(local)
                 continue
-            if state == "present" and manifest and complete(root, manifest):
+            if state == "present" and manifest and store.complete(manifest):
                 continue
-            if name.scheme == "http" and not insecure:
-                raise OllamaError("'%s' names a plain-HTTP registry: set insecure: true to fetch from it" % given)
-            raw = client.registry_manifest_bytes(name, insecure)
-            remote = json.loads(raw.decode("utf-8"))
-            remote_digest = hashlib.sha256(raw).hexdigest()
-            if remote_digest == digest and complete(root, manifest):
+            if name.scheme.lower() == "http" and not insecure:
+                raise OllamaError("'%s' asks for plain HTTP, but a scheme in a model name is ignored (as Ollama ignores "
+                                  "it) and registries are read over HTTPS unless insecure is set: set insecure: true "
+                                  "to fetch from a plain-HTTP registry" % given)
+            raw = registry.manifest_bytes(name, insecure)
+            try:
+                remote_digest, remote = parse_manifest(raw)
+            except InvalidManifest as exc:
+                raise OllamaError("the registry sent a manifest for %s that Ollama would refuse: %s" % (name.short, exc))
+            if remote_digest == digest and store.complete(manifest):
                 continue
+            walked = manifest_blobs(remote)
             result.update(action="updated" if manifest else "fetched", digest=remote_digest,
-                          size=manifest_size(remote), bytes=missing_bytes(root, remote, planned))
+                          size=sum(s for _d, s in walked), bytes=missing_bytes(store, remote, planned))
             if module.check_mode:
                 continue
             os.makedirs(os.path.join(root, "blobs"), exist_ok=True)
-            for blob in manifest_blobs(remote):
-                path = blob_path(root, blob["digest"])
-                if not os.path.isfile(path) or os.path.getsize(path) != int(blob.get("size") or 0):
-                    client.fetch_blob(name, blob["digest"], path, insecure)
+            for blob_digest, size in walked:
+                if not store.good(blob_digest, size):
+                    registry.fetch_blob(name, blob_digest, blob_path(root, blob_digest), insecure)
+                    store.fetched(blob_digest)
             target = local or manifest_path(root, name)
             atomic_write(target, raw)
         except OllamaNotFound as exc:
@@ -274,18 +358,23 @@ def main():
     total = sum(r["bytes"] for r in results)
     changed = any(r["action"] != "none" for r in results)
     index_path = os.path.join(root, "index.json")
-    if not module.check_mode:
-        try:
+    try:
+        old = open(index_path, "rb").read() if os.path.isfile(index_path) else None
+        if module.check_mode:
+            # nothing is fetched: the index a real run writes differs from the one there at least when it is missing
+            # or stale for the models the bundle has now
+            changed = changed or not os.path.isdir(root) or index_text(root) != old
+        else:
             os.makedirs(root, exist_ok=True)
             if any(r["action"] == "removed" for r in results):
                 prune_blobs(root)
-            text = json.dumps(bundle_index(root), indent=1, sort_keys=True).encode("utf-8")
-            old = open(index_path, "rb").read() if os.path.isfile(index_path) else None
+            text = index_text(root)
             if text != old:
                 atomic_write(index_path, text)
                 changed = True
-        except (IOError, OSError) as exc:
-            module.fail_json(msg="writing the bundle index at %s failed: %s" % (index_path, exc), models=results)
+            store.save()
+    except (IOError, OSError) as exc:
+        module.fail_json(msg="writing the bundle index at %s failed: %s" % (index_path, exc), models=results)
     after = set(before)
     after.difference_update(r["model"] for r in results if r["action"] == "removed")
     after.update(r["model"] for r in results if r["action"] in ("fetched", "updated"))

@@ -26,6 +26,7 @@ author:
 extends_documentation_fragment:
   - llmops.ollama.api
   - llmops.ollama.api.attributes
+  - llmops.ollama.registry
   - llmops.ollama.attributes
   - llmops.ollama.attributes.facts
 attributes:
@@ -64,7 +65,7 @@ options:
     default: []
   insecure:
     description:
-      - Read manifests of O(models) from registries over plain HTTP.
+      - Read manifests of O(models) from registries over plain HTTP (as the server's C(insecure) pull does).
     type: bool
     default: false
   requirements:
@@ -225,11 +226,16 @@ import re
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from ansible_collections.llmops.ollama.plugins.module_utils._client import (
-    OllamaError,
+from ansible_collections.llmops.ollama.plugins.module_utils._http import OllamaError
+from ansible_collections.llmops.ollama.plugins.module_utils._manifest import blobs as manifest_blobs
+from ansible_collections.llmops.ollama.plugins.module_utils._ollama_client import (
+    ModelIndex,
     api_argument_spec,
     client_from_params,
-    manifest_size,
+)
+from ansible_collections.llmops.ollama.plugins.module_utils._registry_client import (
+    registry_argument_spec,
+    registry_client_from_params,
 )
 from ansible_collections.llmops.ollama.plugins.module_utils._store import default_models_dir
 from ansible_collections.llmops.ollama.plugins.module_utils._hardware import gather as gather_hardware
@@ -278,26 +284,22 @@ def plain_error(message):
     return re.sub(r"<class '(\w+)'>", r"\1", message)
 
 
-def model_fits(client, facts, hardware, check, names, insecure):
+def model_fits(client, registry, facts, hardware, check, names, insecure):
     """Fit results for `names`: sizes from the server when it has the model, else from the registry manifest."""
-    local = {}
-    for entry in facts.get("models") or []:
-        try:
-            local[parse_model_name(entry.get("name") or "").key] = entry
-        except InvalidModelName:
-            continue
+    index = ModelIndex(facts.get("models") or [])
     fits, reserved = [], 0
     for name in names:
         fit = dict(name=name)
         try:
             parsed = parse_model_name(name)
-            have = local.get(parsed.key)
-            if have and have.get("size"):
+            have = index.get(parsed)
+            if have and isinstance(have.get("size"), int) and have["size"] > 0:
                 fit.update(size_from="server", **fit_model(int(have["size"]), hardware, check, download_bytes=0))
             else:
-                _digest, manifest = client.registry_manifest(parsed, insecure or parsed.scheme == "http")
-                size = manifest_size(manifest)
-                download = client.missing_bytes(manifest) if facts.get("reachable") else size
+                _digest, manifest = registry.manifest(index.stored(parsed), insecure or parsed.scheme.lower() == "http")
+                walked = manifest_blobs(manifest)
+                size = sum(s for _d, s in walked)
+                download = client.missing_bytes(walked) if facts.get("reachable") else size
                 fit.update(size_from="registry", **fit_model(size, hardware, check, download, reserved))
                 reserved += download if fit["ok"] else 0  # what the pulls that can happen would take
         except (InvalidModelName, OllamaError) as exc:
@@ -315,6 +317,7 @@ def main():
         insecure=dict(type="bool", default=False),
         requirements=dict(type="dict", default={}),
     )
+    argument_spec.update(registry_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     # Validated here rather than as suboptions: ansible-core's suboption validation raises a TypeError when the
     # option itself is not a dictionary, where this gives a clear failure.
@@ -329,6 +332,7 @@ def main():
     requirements = validated.validated_parameters
     try:  # bad connection options fail; an unreachable server does not
         client = client_from_params(module.params)
+        registry = registry_client_from_params(module.params)
     except OllamaError as exc:
         module.fail_json(msg=exc.msg)
     facts = dict(reachable=None, error=None, base_url=client.base_url, version=None, models=[], running=[],
@@ -341,8 +345,8 @@ def main():
         facts["hardware"] = hardware
         check = check_host(hardware, requirements)
         if module.params["models"]:
-            check = add_model_results(check, model_fits(client, facts, hardware, check, module.params["models"],
-                                                        module.params["insecure"]))
+            check = add_model_results(check, model_fits(client, registry, facts, hardware, check,
+                                                        module.params["models"], module.params["insecure"]))
         facts["check"] = check
     elif module.params["models"]:
         module.fail_json(msg="models needs the hardware: add hardware to gather")

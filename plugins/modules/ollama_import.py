@@ -29,6 +29,7 @@ author:
 extends_documentation_fragment:
   - llmops.ollama.api
   - llmops.ollama.api.attributes
+  - llmops.ollama.registry
   - llmops.ollama.attributes
 attributes:
   check_mode:
@@ -49,7 +50,10 @@ options:
     elements: raw
     required: true
   index:
-    description: The bundle's C(index.json), as a dictionary (read it on the controller).
+    description:
+      - The bundle's C(index.json), as a dictionary (read it on the controller).
+      - Every entry is checked before anything is done; an entry whose digest is not the sha256 of its manifest, or
+        whose manifest Ollama would refuse, fails the task.
     type: dict
     required: true
   staging_dir:
@@ -61,6 +65,9 @@ options:
       - Where the bundle is served over HTTP on the LAN (a seed host or the controller), for example
         C(http://seed.example.com/ollama-bundle). Missing blobs are then downloaded from it by the host itself,
         verified, and imported in the same call, instead of being staged beforehand.
+      - It may hold a user name and password (C(https://user:password@seed/bundle)), sent as HTTP basic
+        authentication to that server only; the password is kept out of the task's output and messages.
+      - Over C(https://), the server's certificate is checked against the system's trust store and O(registry_ca_path).
     type: str
   models_dir:
     description:
@@ -69,6 +76,8 @@ options:
     type: path
 notes:
   - Must run on the server's host, as root or the service user, since the manifest is written into its store.
+  - When a model is replaced (V(latest)), the blobs of its old manifest that no other model uses are removed from
+    the store, as the server's own pull removes them.
 """
 
 EXAMPLES = r"""
@@ -127,35 +136,114 @@ staged_bytes:
   type: int
 """
 
+import hashlib
 import json
 import os
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.six.moves.urllib.parse import urlsplit
 
-from ansible_collections.llmops.ollama.plugins.module_utils._client import (
-    OllamaError,
-    api_argument_spec,
-    client_from_params,
-    manifest_blobs,
+from ansible_collections.llmops.ollama.plugins.module_utils._http import OllamaError, redact
+from ansible_collections.llmops.ollama.plugins.module_utils._manifest import InvalidManifest
+from ansible_collections.llmops.ollama.plugins.module_utils._manifest import blobs as manifest_blobs
+from ansible_collections.llmops.ollama.plugins.module_utils._manifest import check_digest
+from ansible_collections.llmops.ollama.plugins.module_utils._ollama_client import api_argument_spec, client_from_params
+from ansible_collections.llmops.ollama.plugins.module_utils._registry_client import (
+    registry_argument_spec,
+    registry_client_from_params,
+    seed_url,
 )
-from ansible_collections.llmops.ollama.plugins.module_utils._names import InvalidModelName, parse_model_list
+from ansible_collections.llmops.ollama.plugins.module_utils._names import (
+    InvalidModelName,
+    parse_listed_name,
+    parse_model_list,
+)
 from ansible_collections.llmops.ollama.plugins.module_utils._store import (
     atomic_write,
+    blob_path,
     default_models_dir,
     find_manifest,
     manifest_path,
+    stored_manifests,
 )
 
 
-def bundle_entry(index, name):
-    for short, entry in (index.get("models") or {}).items():
-        if short.lower() == name.short.lower():
-            return entry
-    return None
+class BadIndex(ValueError):
+    pass
+
+
+def read_index(index):
+    """{key: (short name, entry)} of a bundle's index.json, every entry checked: its manifest is one Ollama accepts,
+    and its digest is the sha256 of that manifest's bytes. Raises BadIndex saying what is wrong."""
+    fix = "rebuild it with llmops.ollama.ollama_bundle (or give the index.json of the bundle, read with from_json)"
+    models = index.get("models")
+    if not isinstance(models, dict):
+        raise BadIndex("the index has no 'models' object (%s): %s" % (_kind(models), fix))
+    found = {}
+    for short, entry in models.items():
+        where = "the index's entry %r" % (short,)
+        try:
+            name = parse_listed_name(short) if isinstance(short, str) else None
+        except InvalidModelName as exc:
+            raise BadIndex("%s is not a model name (%s): %s" % (where, exc, fix))
+        if name is None:
+            raise BadIndex("%s is not a model name: %s" % (where, fix))
+        if not isinstance(entry, dict) or not isinstance(entry.get("manifest"), str):
+            raise BadIndex("%s has no manifest text: %s" % (where, fix))
+        raw = entry["manifest"].encode("utf-8")
+        digest = hashlib.sha256(raw).hexdigest()
+        if entry.get("digest") != digest:
+            raise BadIndex("%s says its digest is %s, but the sha256 of its manifest is %s: the index is damaged or "
+                           "was edited; %s" % (where, _show(entry.get("digest")), digest, fix))
+        try:
+            manifest = json.loads(entry["manifest"])
+            walked = manifest_blobs(manifest)
+        except (ValueError, InvalidManifest) as exc:
+            raise BadIndex("%s has a manifest Ollama would refuse (%s): %s" % (where, exc, fix))
+        found[name.key] = (name.short, dict(digest=digest, manifest=entry["manifest"], blobs=walked))
+    return found
+
+
+def _kind(value):
+    return {list: "a list", str: "a string", type(None): "nothing"}.get(type(value), "not an object")
+
+
+def _show(value):
+    text = json.dumps(value) if isinstance(value, (str, int, float, bool, type(None))) else _kind(value)
+    return text[:80]
+
+
+def prune_layers(models_dir, old_blobs):
+    """Remove the blobs of a replaced manifest that no manifest in the store uses any more, as Ollama's pull does
+    (deleteUnusedLayers). Returns how many were removed."""
+    unused = set(d for d, _s in old_blobs)
+    for _name, path in stored_manifests(models_dir):
+        try:
+            with open(path, "rb") as f:
+                manifest = json.loads(f.read().decode("utf-8"))
+            unused.difference_update(d for d, _s in manifest_blobs(manifest))
+        except (ValueError, UnicodeError, InvalidManifest, OSError):
+            continue  # as Ollama, a broken manifest does not keep layers alive
+    removed = 0
+    for digest in unused:
+        path = blob_path(models_dir, digest)
+        if os.path.isfile(path):
+            os.unlink(path)
+            removed += 1
+    return removed
+
+
+def old_blobs(path):
+    try:
+        with open(path, "rb") as f:
+            return manifest_blobs(json.loads(f.read().decode("utf-8")))
+    except (ValueError, UnicodeError, InvalidManifest, OSError):
+        return []
 
 
 def main():
     argument_spec = api_argument_spec()
+    argument_spec.update(registry_argument_spec())
     argument_spec.update(
         models=dict(type="list", elements="raw", required=True),
         index=dict(type="dict", required=True),
@@ -166,62 +254,71 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     staging = module.params["staging_dir"]
     models_dir = module.params["models_dir"] or default_models_dir()
+    seed, seed_headers = None, {}
     try:
+        password = urlsplit(module.params["bundle_url"] or "").password
+    except ValueError:
+        password = None  # seed_url() says what is wrong with it
+    if password:
+        module.no_log_values.add(password)  # out of every output, the invocation included
+    try:
+        if module.params["bundle_url"]:
+            seed, seed_headers = seed_url(module.params["bundle_url"])
         wanted = [w for w in parse_model_list(module.params["models"], "present") if w[2] != "absent"]
+        bundle = read_index(module.params["index"])
         client = client_from_params(module.params)
-        local = {}
-        for entry in client.tags():
-            local[entry.get("name", "").lower()] = entry
+        registry = registry_client_from_params(module.params) if seed else None
+        index = client.models()
+    except BadIndex as exc:
+        module.fail_json(msg="index: %s" % exc)
     except (InvalidModelName, OllamaError) as exc:
         module.fail_json(msg=str(exc))
 
     steps, missing, errors = [], {}, []
     for given, name, state in wanted:
-        entry = bundle_entry(module.params["index"], name)
-        have = local.get(name.short.lower())
+        short, entry = bundle.get(name.key, (None, None))
         if entry is None:
             errors.append("'%s' is not in the bundle; add it with llmops.ollama.ollama_bundle" % given)
             continue
-        step = dict(name=given, model=name.short, state=state, action="none",
+        have = index.get(name)
+        step = dict(name=given, model=index.stored_name(name), state=state, action="none",
                     digest_before=have and have.get("digest"), digest_after=have and have.get("digest"))
         steps.append((step, name, entry))
         if have and (state == "present" or have.get("digest") == entry["digest"]):
             continue
         step.update(action="updated" if have else "imported", digest_after=entry["digest"])
-        manifest = json.loads(entry["manifest"])
         try:
-            for blob in manifest_blobs(manifest):
-                if blob["digest"] not in missing and not client.has_blob(blob["digest"]):
-                    missing[blob["digest"]] = int(blob.get("size") or 0)
+            for digest, size in entry["blobs"]:
+                if digest not in missing and not client.has_blob(digest):
+                    missing[digest] = size
         except OllamaError as exc:
             module.fail_json(msg=exc.msg)
     if errors:
         module.fail_json(msg="; ".join(errors))
 
     def staged(digest):
-        return os.path.join(staging, digest.replace(":", "-"))
+        return os.path.join(staging, check_digest(digest).replace(":", "-"))
 
     missing_blobs = [dict(digest=d, size=size) for d, size in missing.items() if not os.path.isfile(staged(d))]
     changed = any(s["action"] != "none" for s, _n, _e in steps)
     uploaded = 0
-    bundle_url = (module.params["bundle_url"] or "").rstrip("/")
     if not module.check_mode and changed:
         try:
-            if bundle_url and missing_blobs:
+            if seed and missing_blobs:
                 if not os.path.isdir(staging):
                     os.makedirs(staging, 0o700)
                 for blob in missing_blobs:
-                    url = "%s/blobs/%s" % (bundle_url, blob["digest"].replace(":", "-"))
-                    client.download_blob(url, blob["digest"], staged(blob["digest"]))
+                    registry.download_from_seed(seed, seed_headers, blob["digest"], staged(blob["digest"]))
                 missing_blobs = []
         except OllamaError as exc:
-            module.fail_json(msg="fetching blobs from the bundle at %s: %s" % (bundle_url, exc.msg))
+            module.fail_json(msg="fetching blobs from the bundle at %s: %s" % (redact(seed), exc.msg))
         except (IOError, OSError) as exc:
             module.fail_json(msg="staging blobs in %s failed: %s (check the disk)" % (staging, exc))
         if missing_blobs:
             module.fail_json(msg="%d blob(s) are neither on the server nor staged in %s: copy them from the bundle "
                                  "first (run this module in check mode to list them)" % (len(missing_blobs), staging),
                              missing_blobs=missing_blobs)
+        replaced = []
         try:
             for digest in missing:
                 client.push_blob(digest, staged(digest))
@@ -230,24 +327,31 @@ def main():
             for step, name, entry in steps:
                 if step["action"] == "none":
                     continue
-                target = find_manifest(models_dir, name) or manifest_path(models_dir, name)
+                existing = find_manifest(models_dir, name)
+                if existing:
+                    replaced.extend(old_blobs(existing))
+                target = existing or manifest_path(models_dir, name)
                 atomic_write(target, entry["manifest"].encode("utf-8"), owner_of=models_dir)
-            now = dict((e.get("name", "").lower(), e) for e in client.tags())
+            if replaced:
+                prune_layers(models_dir, replaced)
+            now = client.models()
         except OllamaError as exc:
             module.fail_json(msg="importing into the server at %s: %s" % (client.base_url, exc.msg))
         except (IOError, OSError) as exc:
             module.fail_json(msg="importing into %s failed: %s (check the disk and that models_dir is the server's "
                                  "OLLAMA_MODELS)" % (models_dir, exc))
         for step, name, entry in steps:
-            listed = now.get(name.short.lower())
+            listed = now.get(name)
             if step["action"] != "none" and (not listed or listed.get("digest") != entry["digest"]):
-                module.fail_json(msg="the server at %s does not list %s after the import: is %s its OLLAMA_MODELS?"
-                                     % (client.base_url, name.short, models_dir))
+                module.fail_json(msg="the server at %s does not list %s with the bundle's digest after the import: is "
+                                     "%s its OLLAMA_MODELS?" % (client.base_url, name.short, models_dir))
+            if listed:
+                step["model"] = listed.get("name") or step["model"]
     results = [s for s, _n, _e in steps]
     result = dict(changed=changed, models=results, missing_blobs=missing_blobs if module.check_mode else [],
                   staged_bytes=uploaded)
     if module._diff:
-        before = sorted(e.get("name") for e in local.values())
+        before = index.listed()
         after = sorted(set(before) | set(s["model"] for s in results if s["action"] != "none"))
         result["diff"] = dict(before="".join(n + "\n" for n in before), after="".join(n + "\n" for n in after))
     module.exit_json(**result)

@@ -20,7 +20,13 @@ description:
     C(llama3.2:1b) is.
   - A pull is successful only when the server's stream ends with C(success). A failed or interrupted pull leaves the
     server's store consistent (Ollama writes the manifest last); running the task again finishes it.
-  - For V(latest), and to check in check mode that a model exists, the module reads the registry from the host it runs on.
+  - Names are read as the server reads them for a pull or a delete, C(:local) and C(:cloud) suffixes included
+    (C(qwen3:local) is C(qwen3:latest), C(gpt-oss:20b:cloud) is C(gpt-oss:20b-cloud)). A scheme in front of a registry
+    host is ignored, as the server ignores it; the server pulls over HTTPS unless O(insecure) is set.
+  - For V(latest), and to check in check mode that a model exists, the module reads the registry from the host it runs
+    on, with its own settings (see O(registry_ca_path)), never with the server's O(api_token), O(headers) or certificates.
+  - After a run that changed something (or tried to), the module reads the server's model list again and reports what
+    the server has, so a failed or interrupted pull is never reported as a change.
 requirements:
   - Python 3.9 or newer on the managed host; nothing else to install.
   - An Ollama server it reaches at O(base_url); for V(latest) and in check mode also the models' registry, from the same host.
@@ -29,6 +35,7 @@ author:
 extends_documentation_fragment:
   - llmops.ollama.api
   - llmops.ollama.api.attributes
+  - llmops.ollama.registry
   - llmops.ollama.attributes
 attributes:
   check_mode:
@@ -64,12 +71,20 @@ options:
     default: present
   insecure:
     description:
-      - Allow pulling from registries over plain HTTP (for a site registry without TLS).
+      - Pull from registries over plain HTTP (for a site registry without TLS), as the server's C(insecure) does.
+      - A name written with C(http://) needs it; without it the server would use HTTPS, so the task fails instead.
     type: bool
     default: false
   purge:
     description:
       - Also remove every model on the server that is not listed in O(name) or O(models).
+      - With no model listed to keep (an empty list, or only V(absent) ones) it would remove every model, which is more
+        often an unset variable than a wish, so the task fails unless O(allow_purge_all) is set.
+    type: bool
+    default: false
+  allow_purge_all:
+    description:
+      - Let O(purge) remove every model on the server when no model is listed to keep.
     type: bool
     default: false
   fit_check:
@@ -170,7 +185,9 @@ models:
       type: str
       sample: llama3.2
     model:
-      description: The name as the server lists it.
+      description:
+        - The name as the server lists it, with the server's casing (a pull of C(LAB/Tiny:v2) when the server has
+          C(lab/tiny:v1) is stored as C(lab/tiny:v2)). In check mode, the name it would be listed under.
       type: str
       sample: llama3.2:latest
     state:
@@ -207,6 +224,10 @@ models:
     rate:
       description: Download rate of the pull in bytes per second.
       type: int
+    error:
+      description: Why this model was not changed as asked (the pull or removal failed, or was not tried).
+      type: str
+      returned: when it failed
     fit:
       description:
         - For models to pull, when O(fit_check) ran. C(fits) is V(vram), V(split), V(ram) or V(none); C(ok) is false
@@ -219,27 +240,26 @@ models:
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.six.moves.urllib.parse import urlsplit
 
-from ansible_collections.llmops.ollama.plugins.module_utils._client import (
+from ansible_collections.llmops.ollama.plugins.module_utils._http import (
     OllamaError,
     OllamaNotFound,
     OllamaUnreachable,
-    api_argument_spec,
-    client_from_params,
-    manifest_size,
 )
+from ansible_collections.llmops.ollama.plugins.module_utils._manifest import blobs as manifest_blobs
+from ansible_collections.llmops.ollama.plugins.module_utils._ollama_client import api_argument_spec, client_from_params
 from ansible_collections.llmops.ollama.plugins.module_utils._progress import ProgressFile
+from ansible_collections.llmops.ollama.plugins.module_utils._registry_client import (
+    registry_argument_spec,
+    registry_client_from_params,
+)
 from ansible_collections.llmops.ollama.plugins.module_utils._store import default_models_dir
 from ansible_collections.llmops.ollama.plugins.module_utils._hardware import gather as gather_hardware
-from ansible_collections.llmops.ollama.plugins.module_utils._names import (
-    STATES,
-    InvalidModelName,
-    parse_model_list,
-    parse_model_name,
-)
+from ansible_collections.llmops.ollama.plugins.module_utils._names import STATES, InvalidModelName, parse_model_list
 from ansible_collections.llmops.ollama.plugins.module_utils._requirements import check_host, fit_model, human
 
 
 MAX_PROGRESS_INTERVAL = 10
+PULLS = ("pulled", "updated")
 
 
 def wanted_models(params):
@@ -248,35 +268,30 @@ def wanted_models(params):
     return parse_model_list(items, params["state"])
 
 
-def local_models(client):
-    """{key: tags entry} of what the server has."""
-    found = {}
-    for entry in client.tags():
-        try:
-            found[parse_model_name(entry.get("name") or entry.get("model") or "").key] = entry
-        except InvalidModelName:
-            continue  # a name this version cannot parse cannot be one we were asked for
-    return found
+def plain_http_refusal(given):
+    return OllamaError("'%s' asks for plain HTTP, but Ollama ignores a scheme in a model name and pulls over HTTPS "
+                       "unless insecure is set: set insecure: true to pull from a plain-HTTP registry" % given)
 
 
-def plan(module, client, wanted, local):
+def plan(module, registry, client, wanted, index):
     """Decide per model what to do, reading the registry where that is needed. Returns (plan, warnings)."""
     steps, warnings, planned = [], [], set()
     insecure = module.params["insecure"]
     for given, parsed, state in wanted:
-        have = local.get(parsed.key)
-        step = dict(name=given, model=parsed.short, state=state, action="none", changed=False,
+        have = index.get(parsed)
+        stored = index.stored(parsed)  # the casing the server uses, for its store and for the registry
+        step = dict(name=given, model=stored.short, state=state, action="none", changed=False,
                     digest_before=have and have.get("digest"), digest_after=have and have.get("digest"),
                     size=have and have.get("size"), bytes=0, seconds=0.0, rate=0, parsed=parsed)
         if state == "absent":
             if have:
                 step.update(action="removed", changed=True, digest_after=None)
         elif state == "latest" or not have:
-            if parsed.scheme == "http" and not insecure:
-                raise OllamaError("'%s' names a plain-HTTP registry: set insecure: true to pull from it" % given)
+            if parsed.scheme.lower() == "http" and not insecure:
+                raise plain_http_refusal(given)
             remote = None
             try:
-                remote = client.registry_manifest(parsed, insecure)
+                remote = registry.manifest(stored, insecure)
             except OllamaNotFound as exc:
                 raise OllamaError("model '%s' is not in its registry (%s)" % (given, exc.msg))
             except OllamaError as exc:
@@ -289,25 +304,30 @@ def plan(module, client, wanted, local):
             if remote and have and remote[0] == have.get("digest"):
                 pass  # latest already
             else:
+                walked = manifest_blobs(remote[1]) if remote else None
                 step.update(action="updated" if have else "pulled", changed=True,
                             digest_after=remote[0] if remote else None,
-                            size=manifest_size(remote[1]) if remote else None,
-                            bytes=client.missing_bytes(remote[1], planned) if remote else None)
+                            size=sum(size for _d, size in walked) if remote else None,
+                            bytes=client.missing_bytes(walked, planned) if remote else None)
         steps.append(step)
     if module.params["purge"]:
         keep = set(p.key for _g, p, s in wanted if s != "absent")
+        if not keep and not module.params["allow_purge_all"]:
+            raise OllamaError("purge: true with no model listed to keep would remove every model on the server at %s; "
+                              "list the models to keep (an empty list is often an unset variable), or set "
+                              "allow_purge_all: true to remove them all" % client.base_url)
         listed = set(p.key for _g, p, _s in wanted)
-        for key, entry in sorted(local.items()):
+        for key, entry in index.items():
             if key not in keep and key not in listed:
                 steps.append(dict(name=entry.get("name"), model=entry.get("name"), state="absent", action="removed",
                                   changed=True, digest_before=entry.get("digest"), digest_after=None,
-                                  size=entry.get("size"), bytes=0, seconds=0.0, rate=0, parsed=None))
+                                  size=entry.get("size"), bytes=0, seconds=0.0, rate=0, parsed=None, key=key))
     return steps, warnings
 
 
 def fit_checks(module, client, steps):
     """Fit each model to pull on this host (fit_check). Returns (refusals, warnings); sets step["fit"]."""
-    pulls = [s for s in steps if s["action"] in ("pulled", "updated")]
+    pulls = [s for s in steps if s["action"] in PULLS]
     if module.params["fit_check"] == "off" or not pulls:
         return [], []
     if urlsplit(client.base_url).hostname not in ("127.0.0.1", "::1", "localhost"):
@@ -330,17 +350,34 @@ def fit_checks(module, client, steps):
     return refusals, warnings
 
 
-def run_steps(module, client, steps, after, failures, progress=None):
-    """Pull and remove as planned (in check mode only predict `after`); collect error messages in `failures`."""
-    pulls = len([s for s in steps if s["changed"] and s["action"] in ("pulled", "updated")])
+def unchanged(step, error):
+    """A step that did not happen: what the server had is what it has."""
+    step.update(action="none", changed=False, digest_after=step["digest_before"], bytes=0, error=error)
+
+
+def finished_check(client, step):
+    """Whether the server now lists the model as the pull would leave it (asked after a silent checksum step)."""
+    def finished():
+        try:
+            entry = client.models().get(step["parsed"])
+        except OllamaError:
+            return False
+        if not entry:
+            return False
+        if step["digest_after"]:
+            return entry.get("digest") == step["digest_after"]
+        return entry.get("digest") != step["digest_before"]
+    return finished
+
+
+def run_steps(module, client, steps, failures, progress=None):
+    """Pull and remove as planned (nothing in check mode); collect error messages in `failures`."""
+    if module.check_mode:
+        return
+    todo = [s for s in steps if s["changed"]]
+    pulls = len([s for s in todo if s["action"] in PULLS])
     pulled_so_far = 0
-    for step in steps:
-        if step["action"] == "removed":
-            after.discard(step["model"])
-        elif step["action"] in ("pulled", "updated"):
-            after.add(step["model"])
-        if module.check_mode or not step["changed"]:
-            continue
+    for i, step in enumerate(todo):
         try:
             if step["action"] == "removed":
                 client.delete(step["model"])
@@ -348,32 +385,77 @@ def run_steps(module, client, steps, after, failures, progress=None):
                 pulled_so_far += 1
                 if progress is not None:
                     progress.start(step["name"], pulled_so_far, pulls, step["size"])
-                pulled = client.pull(step["name"], insecure=module.params["insecure"], progress=progress)
+                pulled = client.pull(step["name"], insecure=module.params["insecure"], progress=progress,
+                                     finished=finished_check(client, step))
                 if step["bytes"] is None:  # the manifest was not readable from here: count what the stream showed
                     step["bytes"] = pulled.bytes
                 seconds = max(pulled.seconds, 0.001)
                 step.update(seconds=round(seconds, 3), rate=int(step["bytes"] / seconds))
         except OllamaUnreachable as exc:
             failures.append(exc.msg)
-            break  # the server is gone: nothing else can work
+            unchanged(step, exc.msg)
+            for later in todo[i + 1:]:  # the server is gone: nothing else can work, and nothing else was tried
+                unchanged(later, "not tried: the server stopped answering before it")
+            return
         except OllamaError as exc:
-            step["changed"] = False
-            step["error"] = exc.msg
+            unchanged(step, exc.msg)
             failures.append(exc.msg)
+
+
+def reconcile(steps, now):
+    """Make each step say what the server has now (`now`, a ModelIndex read after the run)."""
+    for step in steps:
+        if step.get("parsed") is None:  # a purged model
+            entry = now.entries.get(step["key"])
+        else:
+            entry = now.get(step["parsed"])
+        if step["state"] == "absent":
+            gone = entry is None
+            step.update(changed=gone and step["digest_before"] is not None,
+                        action="removed" if gone and step["digest_before"] is not None else "none",
+                        digest_after=None if gone else entry.get("digest"))
+            continue
+        if entry is not None:
+            step.update(model=entry.get("name") or step["model"], digest_after=entry.get("digest"),
+                        size=entry.get("size"))
+        else:
+            step.update(digest_after=None)
+        if step["digest_after"] == step["digest_before"]:
+            step.update(changed=False, action="none")
+            if step.get("error") is None:
+                step["bytes"] = 0
+        elif step["digest_after"] is not None:
+            step.update(changed=True, action="updated" if step["digest_before"] else "pulled")
 
 
 def model_list(names):
     return "".join("%s\n" % n for n in sorted(names))
 
 
+def predicted(before, steps):
+    after = set(before)
+    for step in steps:
+        if step["action"] == "removed":
+            after.discard(step["model"])
+        elif step["action"] in PULLS:
+            after.add(step["model"])
+    return after
+
+
+def public(step):
+    return dict((k, v) for k, v in step.items() if k not in ("parsed", "key"))
+
+
 def main():
     argument_spec = api_argument_spec()
+    argument_spec.update(registry_argument_spec())
     argument_spec.update(
         name=dict(type="list", elements="str", aliases=["model"]),
         models=dict(type="list", elements="raw"),
         state=dict(type="str", default="present", choices=list(STATES)),
         insecure=dict(type="bool", default=False),
         purge=dict(type="bool", default=False),
+        allow_purge_all=dict(type="bool", default=False),
         fit_check=dict(type="str", default="warn", choices=["fail", "warn", "off"]),
         progress_interval=dict(type="int", default=5),
         progress_file=dict(type="path"),
@@ -386,49 +468,43 @@ def main():
     try:
         wanted = wanted_models(module.params)
         client = client_from_params(module.params)
-        local = local_models(client)
-        steps, warnings = plan(module, client, wanted, local)
+        registry = registry_client_from_params(module.params)
+        index = client.models()
+        steps, warnings = plan(module, registry, client, wanted, index)
     except (InvalidModelName, OllamaError) as exc:
         module.fail_json(msg=str(exc), models=[])
     refusals, fit_warnings = fit_checks(module, client, steps)
     warnings.extend(fit_warnings)
     if refusals:
-        refused = [dict(step, action="none", changed=False, digest_after=step["digest_before"], bytes=0)
-                   for step in steps]
+        for step in steps:
+            step.update(action="none", changed=False, digest_after=step["digest_before"], bytes=0)
         module.fail_json(msg="refusing to pull (fit_check: fail): %s. Nothing was pulled; set fit_check: warn to pull "
-                         "anyway." % "; ".join(refusals), changed=False,
-                         models=[dict((k, v) for k, v in step.items() if k != "parsed") for step in refused])
+                         "anyway." % "; ".join(refusals), changed=False, models=[public(s) for s in steps])
 
     for warning in warnings:
         module.warn(warning)
-    before = [e.get("name") for e in local.values()]
-    after = set(before)
+    before = index.listed()
+    after = predicted(before, steps)
     failures = []
     progress = ProgressFile(module.params["progress_file"]) if module.params["progress_file"] else None
     try:
-        run_steps(module, client, steps, after, failures, progress)
+        run_steps(module, client, steps, failures, progress)
     finally:
         if progress is not None:
             progress.close()
     if progress is not None and progress.error:
         module.warn("could not write the pull's progress to %s: %s" % (module.params["progress_file"], progress.error))
 
-    if not module.check_mode and any(s["changed"] for s in steps):
+    if not module.check_mode and any(s["changed"] or s.get("error") for s in steps):
         try:
-            now = local_models(client)
+            now = client.models()
         except OllamaError as exc:
             failures.append(exc.msg)
-            now = None
-        if now is not None:
-            for step in steps:
-                entry = now.get(step["parsed"].key) if step["parsed"] else None
-                if step["action"] != "removed" and entry:
-                    step.update(digest_after=entry.get("digest"), size=entry.get("size"))
-            after = set(e.get("name") for e in now.values())
+        else:
+            reconcile(steps, now)
+            after = set(now.listed())
 
-    for step in steps:
-        step.pop("parsed")
-    result = dict(changed=any(s["changed"] for s in steps), models=steps)
+    result = dict(changed=any(s["changed"] for s in steps), models=[public(s) for s in steps])
     if module._diff:
         result["diff"] = dict(before=model_list(before), after=model_list(after),
                               before_header="models on %s" % client.base_url,

@@ -95,6 +95,22 @@ def test_request_without_a_valid_token_is_refused(lab, client, token):
     assert "lab/small:latest" in body
 
 
+def test_tokens_are_compared_exactly(lab, client, token):
+    """Issue 13 item 5: nginx compares a map's string keys ignoring case, so the token upper- or lower-cased was
+    accepted too (200 for both on a lab GPU server). The scheme word may be written in any case (RFC 9110)."""
+    assert token.upper() != token and token.lower() != token, "the lab's token has no letters to change"
+    assert curl(lab, "/api/tags", token=token.upper())[0] == "401"
+    assert curl(lab, "/api/tags", token=token.lower())[0] == "401"
+    assert curl(lab, "/api/tags", token=token.swapcase())[0] == "401"
+    assert curl(lab, "/api/tags", token=token + "x")[0] == "401"
+    assert curl(lab, "/api/tags", token=" " + token)[0] == "401"
+    status, body = curl(lab, "/api/tags", token=token)
+    assert status == "200", body
+    assert lab.ssh(CLIENT, "curl -sS -m 20 -o /dev/null -w '%%{http_code}' --cacert "
+                   "/usr/local/share/ca-certificates/llmops-ollama-ollama-remote.crt -H 'Authorization: bearer %s' "
+                   "https://%s:%d/api/tags" % (token, lab.ips[SERVER], PORT)) == "200"
+
+
 def test_use_token_runs_models_but_cannot_manage_them(lab, client, token):
     model = "%s/lab/small:latest" % lab.site["registry"]
     assert curl(lab, "/api/show", token=token, method="POST", data={"model": model})[0] == "200"

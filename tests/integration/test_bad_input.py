@@ -1,20 +1,22 @@
-"""Bad input (issue 6 part 4): hypothesis feeds ollama_model and ollama_facts arbitrary names, URLs, timeouts and
-types through their real argument spec, and every case must end in a clear `failed` message or a correct result.
+"""Bad input (issue 6 part 4, issue 13): hypothesis feeds all four modules arbitrary names, URLs, timeouts (huge
+ones too) and types through their real argument spec, ollama_bundle bundles with stray and damaged store files,
+ollama_import arbitrary and damaged indexes, and all of them servers and registries answering JSON that is not what
+they should send; every case must end in a clear `failed` message or a correct result.
 
 Each example runs the module's main() in-process, as community.general's tests/unit/plugins/modules/utils.py does
 (module arguments patched in with ansible's own patch_module_args), but with the real exit_json/fail_json: the test
 reads the JSON the module printed, so a result that cannot be serialised is caught too. Anything else escaping
 main() is a traceback, and hypothesis reports the smallest input that causes it.
 
-Servers: a closed loopback port (nothing listens) and a real `ollama serve` of this module's own, with the lab
+Servers: a closed loopback port (nothing listens), a real `ollama serve` of this module's own, with the lab
 registry behind it (the session's `ollama_server` is not used: random states and purges would change what the
-integration tests find there). Inputs are kept on this machine: a URL or model name whose host resolves to an
-address elsewhere is discarded, so nothing is sent off the machine.
+integration tests find there), and a scripted local server answering every request with the example's JSON (the
+real server and registry never send such answers). Inputs are kept on this machine: a URL or model name whose host
+resolves to an address elsewhere is discarded, so nothing is sent off the machine; the paths the modules write to
+are under the test's own temporary folder.
 """
 import contextlib
-import io
 import json
-import re
 import socket
 from urllib.parse import urlsplit
 
@@ -22,42 +24,27 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from ansible.module_utils.common import warnings as ansible_warnings
-from tests.unit.compat import patch_module_args
-
-from ansible_collections.llmops.ollama.plugins.module_utils._client import InvalidBaseURL, normalize_base_url
+from ansible_collections.llmops.ollama.plugins.module_utils._ollama_client import InvalidBaseURL, normalize_base_url
 from ansible_collections.llmops.ollama.plugins.module_utils._names import InvalidModelName, parse_model_name
-from ansible_collections.llmops.ollama.plugins.modules import ollama_facts, ollama_model
+from ansible_collections.llmops.ollama.plugins.module_utils._store import bundle_index, find_manifest, read_manifest
+from ansible_collections.llmops.ollama.plugins.modules import ollama_bundle, ollama_facts, ollama_import, ollama_model
+from tests.lab.module_run import assert_clear_failure, run_module
 from tests.lab.net import free_port
 from tests.lab.ollama_server import OllamaServer
+from tests.lab.scripted_http import ScriptedServer
 
 EXAMPLES = 300  # per property against the closed port (a few ms each)
 REAL_EXAMPLES = 200  # per property against the real server (pulls, deletes, registry reads: up to 0.3 s each)
+STORE_EXAMPLES = 150  # per property that writes bundles, imports, or starts a scripted server (per example)
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 REAL_SETTINGS = settings(SETTINGS, max_examples=REAL_EXAMPLES)
+STORE_SETTINGS = settings(SETTINGS, max_examples=STORE_EXAMPLES)
 CLOSED = free_port()  # bound and released: nothing listens there
 TRIED = {}  # property -> {"failed": n, "ok": n}
 
 
-# -- running a module --------------------------------------------------------------------------------------------
-
-def run_module(module, args):
-    """Run module.main() with `args`; return (exit code, the result it printed). Any exception is a bug."""
-    out = io.StringIO()
-    ansible_warnings._global_warnings.clear()
-    ansible_warnings._global_deprecations.clear()
-    code = None
-    with patch_module_args(args), contextlib.redirect_stdout(out):
-        try:
-            module.main()
-        except SystemExit as exc:
-            code = exc.code
-    assert code is not None, "main() returned without exit_json or fail_json"
-    text = out.getvalue().strip()
-    assert text, "the module printed nothing"
-    return code, json.loads(text.splitlines()[-1])
-
+# -- running a module: tests/lab/module_run.py ------------------------------------------------------------
 
 def masked(result):
     """Whether no_log masked parts of the result: a short api_token (even "1") is hidden wherever it occurs, as in
@@ -68,20 +55,6 @@ def masked(result):
 def count(prop, result):
     entry = TRIED.setdefault(prop, {"failed": 0, "ok": 0})
     entry["failed" if result.get("failed") else "ok"] += 1
-
-
-TRACEBACK_SIGNS = re.compile(r"Traceback \(most recent call last\)|^\w*(Error|Exception)(: |$)|object at 0x|<class "
-                             r"|: None\.|ordinal not in range|expected string or bytes-like|is not iterable")
-
-
-def assert_clear_failure(code, result):
-    msg = result.get("msg")
-    assert code == 1 and result.get("failed") is True, result
-    assert isinstance(msg, str) and len(msg) >= 15, result
-    signs = TRACEBACK_SIGNS.search(msg)
-    # the argument spec's own "is of type <class 'int'> and we were unable to convert" is Ansible's wording
-    assert not signs or (signs.group(0) == "<class " and "we were unable to convert" in msg), msg
-    assert "exception" not in result, result
 
 
 # -- inputs ------------------------------------------------------------------------------------------------------
@@ -188,10 +161,17 @@ def _stays_here(host, port, allowed_ports):
     return all(a in ("127.0.0.1", "::1") for a in addresses) and port in allowed_ports
 
 
-def hermetic(args, allowed_ports):
+def hermetic(args, allowed_ports, server=True):
     """Discard inputs that would make the module (or the server) connect anywhere but the lab parts on loopback."""
     given_urls = [args[k] for k in ("base_url", "host") if k in args] or [None]  # none given: OLLAMA_HOST's default
-    for url in given_urls:
+    if isinstance(args.get("bundle_url"), str):
+        try:
+            parts = urlsplit(args["bundle_url"])
+            if parts.hostname:
+                assume(_stays_here(parts.hostname, parts.port or 80, allowed_ports))
+        except ValueError:
+            pass
+    for url in given_urls if server else []:
         if isinstance(url, str) or url is None:
             try:
                 parts = urlsplit(normalize_base_url(url if url is not None else ""))
@@ -459,6 +439,307 @@ def test_ollama_facts_against_a_real_server(server, registry, data):
         return
     assert code == 0, result
     check_facts(result, args, server)
+
+
+# -- ollama_bundle: bundles with stray and damaged store files --------------------------------------------------
+
+def stray_places(registry_address):
+    """Where stray or damaged files go in a bundle: everywhere Ollama keeps its store, and where a folder belongs."""
+    top = "manifests/%s" % registry_address
+    return ["manifests/.DS_Store", top + "/.DS_Store", top + "/lab/.DS_Store", top + "/lab/tiny/.DS_Store",
+            top + "/lab/tiny/latest", top + "/lab/tiny/latest/x", top + "/lab/small", top + "/Lab/Tiny/latest",
+            top + "/lab/tiny/bad tag", "manifests/h/ns", "manifests", "blobs/.DS_Store", "blobs", "index.json",
+            "index.json/x", ".verified.json", "blobs/sha256-" + "0" * 64]
+
+
+def store_contents(tiny):
+    """What such a file holds: nothing, junk, JSON that is not a manifest, bad digests, or a real manifest."""
+    bad = json.dumps({"layers": [{"digest": "../../x", "size": 3}]}).encode()
+    return st.sampled_from([b"", b"\x00junk", b"[]", b'"models"', b"{}", b"null", bad, tiny,
+                            json.dumps({"sha256:" + "0" * 64: [1, 2, 3, 4]}).encode()])
+
+
+def make_tree(root, entries):
+    """Write `entries` ([(relative path, bytes)]) under `root`, skipping those a previous one made impossible."""
+    for rel, content in entries:
+        path = root / rel
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.is_dir():
+                continue
+            path.write_bytes(content)
+        except OSError:
+            continue
+
+
+def tree(root):
+    """Every file under `root` with its bytes: to see that check mode wrote nothing."""
+    import os
+
+    found = {}
+    for folder, _dirs, files in os.walk(str(root)):
+        for name in files:
+            with open(os.path.join(folder, name), "rb") as f:
+                found[os.path.join(folder, name)] = f.read()
+    return found
+
+
+@pytest.fixture(scope="module")
+def tiny_manifest(registry):
+    import urllib.request
+
+    req = urllib.request.Request(registry.url + "/v2/lab/tiny/manifests/latest",
+                                 headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return resp.read()
+
+
+def bundle_wild(name_strategy, path_strategy):
+    return {
+        "path": path_strategy,
+        "models": st.one_of(junk, st.lists(st.one_of(
+            name_strategy, st.fixed_dictionaries({}, optional={"name": name_strategy, "state": states, "x": junk})),
+            max_size=4)),
+        "merge": bools,
+        "insecure": bools,
+        "timeout": timeouts,
+        "validate_certs": bools,
+        "registry_ca_path": st.one_of(st.sampled_from(["/nonexistent/ca.pem", "/etc/hostname", ""]), junk),
+        "ca_path": st.one_of(st.sampled_from(["/nonexistent/ca.pem", "/etc/hostname"]), junk),
+        "no_such_option": junk,
+        "_ansible_check_mode": st.booleans(),
+        "_ansible_diff": st.booleans(),
+    }
+
+
+def bundle_base(path, good_names):
+    item = st.one_of(good_names, st.fixed_dictionaries(
+        {"name": good_names}, optional={"state": st.sampled_from(["present", "absent", "latest"])}))
+    return st.fixed_dictionaries({"path": path, "models": st.lists(item, max_size=3)}, optional={
+        "insecure": st.just(True), "merge": st.booleans(), "timeout": st.integers(1, 20),
+        "_ansible_check_mode": st.booleans(), "_ansible_diff": st.booleans()})
+
+
+def check_bundle(result, args, root, registry):
+    """A correct result: each model wanted is in the bundle as the registry has it, and the index says so."""
+    if masked(result) or args.get("_ansible_check_mode"):
+        return
+    listed = args.get("models") or []
+    merge = args.get("merge") in (True, "yes", "on", "true", "1", 1)
+    for item in listed:
+        name, state = (item.get("name"), item.get("state", "present")) if isinstance(item, dict) else (item, "present")
+        parsed = parse_model_name(name)
+        path = find_manifest(str(root), parsed)
+        if state == "absent":
+            if not merge:
+                assert path is None, (name, path)
+            continue
+        assert path is not None, (name, result)
+        digest, _manifest = read_manifest(path)
+        assert digest == registry.digests["%s/%s:%s" % (parsed.namespace, parsed.model, parsed.tag)].split(":")[1]
+    with open(str(root / "index.json")) as f:
+        assert json.load(f) == bundle_index(str(root))
+
+
+@STORE_SETTINGS
+@given(data=st.data())
+def test_ollama_bundle_with_stray_store_files(registry, tiny_manifest, tmp_path_factory, data):
+    work = tmp_path_factory.mktemp("bundle")
+    root = work / "bundle"
+    entries = data.draw(st.lists(st.tuples(st.sampled_from(stray_places(registry.address)),
+                                           store_contents(tiny_manifest)), max_size=6), label="store files")
+    make_tree(root, entries)
+    good = st.builds(lambda repo, tag: "%s/lab/%s%s" % (registry.address, repo, tag),
+                     st.sampled_from(["tiny", "small", "nosuchmodel", "Tiny"]), st.sampled_from(["", ":latest", ":1b"]))
+    paths = st.sampled_from([str(root), str(work / "other"), str(root / "index.json"), str(root / "blobs")])
+    wild = bundle_wild(st.one_of(good, names([registry.address, "127.0.0.1:%d" % CLOSED])), paths)
+    args = draw_args(data, bundle_base(st.just(str(root)), good), wild)
+    no_upstream_bugs(args)
+    registry_port = int(registry.address.rsplit(":", 1)[1])
+    hermetic(args, {CLOSED, registry_port}, server=False)
+    if not isinstance(args.get("path"), str) or not args["path"].startswith(str(work)):
+        assume(False)  # the module writes there: only under this test's folder
+    before = tree(work)
+    code, result = run_module(ollama_bundle, args)
+    count("ollama_bundle, stray store files", result)
+    if args.get("_ansible_check_mode"):
+        assert tree(work) == before, "check mode wrote to the bundle"
+    if result.get("failed"):
+        assert_clear_failure(code, result)
+        return
+    assert code == 0, result
+    if args["path"] == str(root):
+        check_bundle(result, args, root, registry)
+
+
+# -- ollama_import: arbitrary and damaged indexes -----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def real_bundle(registry, tmp_path_factory):
+    """A bundle made by ollama_bundle from the lab registry, and a seed serving it over HTTP."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    root = tmp_path_factory.mktemp("real-bundle")
+    names_ = ["%s/lab/tiny:latest" % registry.address, "%s/lab/small:latest" % registry.address]
+    code, result = run_module(ollama_bundle, dict(path=str(root), models=names_, insecure=True))
+    assert code == 0, result
+    with open(str(root / "index.json")) as f:
+        index = json.load(f)
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a: None
+    seed = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=seed.serve_forever, daemon=True).start()
+    yield index, "http://127.0.0.1:%d" % seed.server_address[1], names_
+    seed.shutdown()
+    seed.server_close()
+
+
+def damaged_indexes(index):
+    """The real index with one thing wrong, or an arbitrary one."""
+    entries = index["models"]
+    first = sorted(entries)[0]
+
+    def with_entry(value):
+        return {"models": dict(entries, **{first: value})}
+
+    manifest = entries[first]["manifest"]
+    return st.one_of(
+        st.just(index), junk, st.dictionaries(st.text(max_size=6), junk, max_size=3),
+        st.builds(lambda v: {"models": v}, junk),
+        st.builds(lambda k: {"models": {k: entries[first]}}, st.text(max_size=20)),
+        st.builds(with_entry, junk),
+        st.builds(lambda d: with_entry(dict(entries[first], digest=d)), st.one_of(junk, st.just("0" * 64))),
+        st.builds(lambda m: with_entry(dict(entries[first], manifest=m)), st.one_of(junk, st.sampled_from([
+            "", "[]", "{}", manifest.replace("sha256:", "sha256:../"), manifest[:-1]]))),
+        st.builds(lambda m: with_entry(dict(entries[first], manifest=m,
+                                            digest=__import__("hashlib").sha256(m.encode()).hexdigest())),
+                  st.sampled_from(["{}", '{"layers": [{"digest": "../../x", "size": 1}]}', '{"layers": 5}',
+                                   manifest.replace('"size":', '"size":-'), "null"])),
+        st.builds(lambda k: {"models": {k: entries[first] for k in [k]}, "extra": 1}, st.just(first)),
+    )
+
+
+def import_wild(url_strategy, name_strategy, index_strategy, paths, seeds):
+    return {
+        "models": st.one_of(junk, st.lists(st.one_of(
+            name_strategy, st.fixed_dictionaries({}, optional={"name": name_strategy, "state": states})), max_size=3)),
+        "index": index_strategy,
+        "staging_dir": paths,
+        "models_dir": paths,
+        "bundle_url": st.one_of(seeds, junk, st.text(max_size=20)),
+        "base_url": url_strategy,
+        "timeout": timeouts,
+        "headers": header_maps,
+        "api_token": st.one_of(st.text(max_size=20), junk),
+        "registry_ca_path": st.one_of(st.sampled_from(["/nonexistent/ca.pem", "/etc/hostname", ""]), junk),
+        "no_such_option": junk,
+        "_ansible_check_mode": st.booleans(),
+        "_ansible_diff": st.booleans(),
+    }
+
+
+@STORE_SETTINGS
+@given(data=st.data())
+def test_ollama_import_with_damaged_indexes(server, registry, real_bundle, tmp_path_factory, data):
+    index, seed, good = real_bundle
+    work = tmp_path_factory.mktemp("import")
+    paths = st.sampled_from([str(work / "staging"), str(server.models_dir), str(work / "file"), str(work / "other")])
+    (work / "file").write_bytes(b"not a folder")
+    seeds = st.sampled_from([seed, seed + "/", "http://user:pw@%s" % seed[7:], "http://127.0.0.1:%d" % CLOSED,
+                             "ftp://127.0.0.1/x", "http://[::1", seed + "/nowhere"])
+    base = st.fixed_dictionaries(
+        {"base_url": st.just(server.url), "models": st.lists(st.sampled_from(good), min_size=1, max_size=2),
+         "index": st.just(index), "staging_dir": st.just(str(work / "staging")),
+         "models_dir": st.just(str(server.models_dir))},
+        optional={"bundle_url": st.just(seed), "_ansible_check_mode": st.booleans()})
+    wild = import_wild(st.one_of(st.just(server.url), urls(server.port)),
+                       st.one_of(st.sampled_from(good), names([registry.address])), damaged_indexes(index), paths,
+                       seeds)
+    args = draw_args(data, base, wild)
+    no_upstream_bugs(args)
+    registry_port = int(registry.address.rsplit(":", 1)[1])
+    hermetic(args, {CLOSED, server.port, registry_port, int(seed.rsplit(":", 1)[1])})
+    for key in ("staging_dir", "models_dir"):
+        if key in args and not (isinstance(args[key], str) and (args[key].startswith(str(work)) or
+                                                                args[key] == str(server.models_dir))):
+            assume(False)  # the module writes there: only under this test's folders
+    before = tags(server)
+    code, result = run_module(ollama_import, args)
+    count("ollama_import, damaged indexes", result)
+    if args.get("_ansible_check_mode"):
+        assert tags(server) == before, "check mode changed the server"
+    if result.get("failed"):
+        assert_clear_failure(code, result)
+        return
+    assert code == 0, result
+    if masked(result) or args.get("_ansible_check_mode") or args.get("models_dir") != str(server.models_dir):
+        return
+    # a correct result: what was imported is listed with the bundle's digest
+    import urllib.request
+
+    with urllib.request.urlopen(server.url + "/api/tags", timeout=10) as resp:
+        listed = {parse_model_name(m["name"]).key: m["digest"] for m in json.loads(resp.read())["models"]}
+    for step in result["models"]:
+        if step["action"] != "none":
+            assert listed[parse_model_name(step["model"]).key] == step["digest_after"], (step, listed)
+
+
+# -- every module against a server or registry answering JSON it should not send -------------------------------
+
+json_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-10, 2 ** 40), st.text(max_size=8)),
+                           lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                   st.dictionaries(st.sampled_from(
+                                                       ["models", "version", "name", "digest", "size", "layers",
+                                                        "config", "error", "errors", "status", "token"]), inner,
+                                                       max_size=4)),
+                           max_leaves=12)
+
+
+@STORE_SETTINGS
+@given(data=st.data())
+def test_every_module_against_answers_that_are_not_what_they_should_be(tmp_path_factory, data):
+    answer = data.draw(st.one_of(json_values.map(lambda v: json.dumps(v).encode()),
+                                 st.sampled_from([b"", b"[]", b"<html>", b"\xff\xfe", b'{"models": [{"name": 1}]}',
+                                                  b'{"models": [{"name": "a:b", "digest": [1], "size": "x"}]}'])),
+                       label="answer")
+    status = data.draw(st.sampled_from([200, 200, 200, 201, 204, 301, 400, 401, 404, 500]), label="status")
+    work = tmp_path_factory.mktemp("junk")
+
+    def script(h):
+        if status in (301,):
+            return h.redirect("http://127.0.0.1:%d/elsewhere" % CLOSED, status)
+        h.reply(status, answer)
+
+    with ScriptedServer(script) as srv:
+        name = "127.0.0.1:%d/ns/m" % srv.port
+        module = data.draw(st.sampled_from(["model", "facts", "import", "bundle"]), label="module")
+        if module == "model":
+            args = dict(base_url=srv.url(), name=[name], insecure=True,
+                        state=data.draw(st.sampled_from(["present", "latest", "absent"]), label="state"),
+                        purge=data.draw(st.booleans(), label="purge"), allow_purge_all=True)
+            mod = ollama_model
+        elif module == "facts":
+            args = dict(base_url=srv.url(), models=[name], insecure=True)
+            mod = ollama_facts
+        elif module == "import":
+            args = dict(base_url=srv.url(), models=[name], index={"models": {}}, models_dir=str(work / "m"),
+                        staging_dir=str(work / "s"))
+            mod = ollama_import
+        else:
+            args = dict(path=str(work / "bundle"), models=[name], insecure=True)
+            mod = ollama_bundle
+        args["_ansible_check_mode"] = data.draw(st.booleans(), label="check mode")
+        code, result = run_module(mod, args)
+    count("every module, answers that are not what they should be", result)
+    if result.get("failed"):
+        assert_clear_failure(code, result)
+        return
+    assert code == 0, result
+    if module == "facts":
+        facts = result["ansible_facts"]["ollama"]
+        assert facts["reachable"] is False or isinstance(facts["models"], list), facts
 
 
 @pytest.mark.xfail(strict=True, raises=OverflowError,

@@ -448,7 +448,7 @@ REFUSALS = [
 
 
 def test_refusals_are_clear_and_addresses_normalized_like_ollama_host(playbook, tmp_path):
-    from ansible_collections.llmops.ollama.plugins.module_utils._client import normalize_base_url
+    from ansible_collections.llmops.ollama.plugins.module_utils._ollama_client import normalize_base_url
 
     sysdir = tmp_path / "etc-codex"
     run = playbook(TARGET / "refusals.yml", extra_vars={

@@ -164,6 +164,63 @@ def test_server_killed_mid_pull(server, proxy, big, plays):
     assert_never_half_written(seen, name, digest)
 
 
+def test_server_killed_mid_pull_of_three_models(server, proxy, big, registry, plays):
+    """Issue 13 item 7: the server dies during the first of three pulls. Nothing changed, so the task says so: no
+    model is reported 'pulled', the second (tried against a server that is gone) gets no "install Ollama" hint,
+    since the server had just answered, and the third is reported as never tried."""
+    repo, _digest, _blobs = big
+    name = "%s/%s" % (proxy.address, repo)
+    others = ["%s/lab/small:latest" % registry.address, "%s/lab/tiny:1b" % registry.address]
+    proxy.rate = RATE
+    run = faults.Playbook(plays / "pull.yml", "localhost,", extra_vars=pull_vars(server, [name] + others))
+    try:
+        deadline = time.time() + 60
+        while proxy.bytes_to_client < 2 * MIB:
+            assert run.proc.poll() is None and time.time() < deadline, run.output[-3000:]
+            time.sleep(0.05)
+        server.proc.kill()
+        server.proc.wait()
+        run.wait(60)
+    finally:
+        run.cleanup()
+    failure = only_failure(run)
+    assert failure["changed"] is False, failure
+    steps = failure["models"]
+    assert [s["action"] for s in steps] == ["none", "none", "none"], steps
+    assert [s["changed"] for s in steps] == [False, False, False], steps
+    assert all(s["digest_after"] is None for s in steps), steps
+    assert "run again to finish the pull" in steps[0]["error"], steps[0]
+    assert steps[1]["error"].startswith("could not reach the Ollama server at %s" % server.url), steps[1]
+    assert "It answered earlier in this task" in steps[1]["error"], steps[1]
+    assert steps[2]["error"] == "not tried: the server stopped answering before it", steps[2]
+    assert "systemctl start ollama" not in failure["msg"] and "Install it" not in failure["msg"], failure["msg"]
+
+
+def test_a_silent_checksum_step_is_not_a_timeout(server, registry, plays):
+    """Issue 13 item 10: after 'verifying sha256 digest' the server hashes every new layer and sends nothing; for a
+    big model that is minutes. A proxy in front of the real server holds the rest of the stream back after that line
+    (as a slow disk would), with a 2 s timeout: a 4 s silence is within what the module allows for hashing 100 MB,
+    and a 30 s one ends in a look at the model list, which has the model, so the pull succeeded both times."""
+    size = 100 * 1000 * 1000
+    manifest, blobs = models.build("faults/checksum:latest", 1, size)
+    digest = models.push(registry.url, "faults/checksum", "latest", manifest, blobs).split(":", 1)[1]
+    name = "%s/faults/checksum:latest" % registry.address
+    with faults.FaultProxy(("127.0.0.1", server.port)) as front:
+        for pause in (4, 30):
+            front.pause_on = (b"verifying sha256 digest", pause)
+            started = time.time()
+            run = run_playbook(plays / "pull.yml", extra_vars=dict(url=front.url, models=[name], timeout=2))
+            assert run.rc == 0, run.output[-3000:]
+            assert front.paused == 1, "the stream never reached the checksum step"
+            assert run.stats["localhost"]["changed"] == 1
+            assert tags(server)[name] == digest
+            assert time.time() - started < pause + 30
+            req = urllib.request.Request(server.url + "/api/delete", data=json.dumps({"model": name}).encode(),
+                                         method="DELETE")
+            urllib.request.urlopen(req, timeout=10).close()
+            front.paused = 0
+
+
 def test_playbook_killed_mid_pull(server, proxy, big, plays):
     """ansible-playbook SIGKILLed during a pull: the server is unharmed, the next run converges with no manual
     step, and a third run changes nothing. The pull runs on the host as an async job (for its progress lines), so

@@ -222,7 +222,9 @@ def test_a_failing_pull_fails_with_the_modules_message(server, big, registry, th
     (_host, failure), = faults.failed_results(text)
     assert failure["msg"].startswith("pulling %s: " % name), failure["msg"]
     assert "run again to finish the pull" in failure["msg"], failure["msg"]
-    assert failure["changed"] is False and failure["models"][0]["action"] == "pulled", failure
+    # issue 13 item 7: a failed pull is no pull (this line used to assert action == "pulled")
+    assert failure["changed"] is False and failure["models"][0]["action"] == "none", failure
+    assert failure["models"][0]["digest_after"] is None and "run again" in failure["models"][0]["error"], failure
     assert "async" not in failure["msg"].lower() and "Traceback" not in text, text
 
     missing = "%s/lab/nope:1" % registry.address

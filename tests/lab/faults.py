@@ -41,6 +41,8 @@ class FaultProxy:
     drop_after  close a connection once it has carried this many bytes to the client (None: never) ...
     drops       ... for this many connections, then pass everything (None: every connection)
     hang        accept connections and never answer
+    pause_on    (bytes, seconds): when the bytes to the client contain `bytes`, send what comes after them only
+                `seconds` later (in front of `ollama serve`: a silent checksum step after 'verifying sha256 digest')
     """
 
     def __init__(self, upstream, listen=("127.0.0.1", 0)):
@@ -49,6 +51,8 @@ class FaultProxy:
         self.drop_after = None
         self.drops = None
         self.hang = False
+        self.pause_on = None
+        self.paused = 0
         self.bytes_to_client = 0
         self.dropped = 0
         self._lock = threading.Lock()
@@ -70,8 +74,9 @@ class FaultProxy:
         return "http://" + self.address
 
     def reset(self):
-        self.rate = self.drop_after = self.drops = None
+        self.rate = self.drop_after = self.drops = self.pause_on = None
         self.hang = False
+        self.paused = 0
         with self._lock:
             self.bytes_to_client = 0
             self.dropped = 0
@@ -122,6 +127,15 @@ class FaultProxy:
                     if drop_after is not None and carried + len(data) > drop_after and self._may_drop():
                         dst.sendall(data[: max(drop_after - carried, 0)])
                         break
+                    pause_on = self.pause_on
+                    if pause_on is not None and pause_on[0] in data:
+                        cut = data.index(pause_on[0]) + len(pause_on[0])
+                        cut = data.find(b"\n", cut) + 1 or len(data)  # the whole line, then the silence
+                        dst.sendall(data[:cut])
+                        with self._lock:
+                            self.paused += 1
+                        time.sleep(pause_on[1])
+                        data = data[cut:]
                     for i in range(0, len(data), 4096):
                         rate = self.rate
                         dst.sendall(data[i:i + 4096])

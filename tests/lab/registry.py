@@ -6,6 +6,24 @@ every request to the registry unchanged and adds `Location: <same path>` to 200 
 Ollama then follows on the same host. It also counts the blob bytes it served per client address, so
 benchmarks can measure what crossed the "WAN" (`GET /_lab/stats`, reset with `DELETE /_lab/stats`).
 
+`public=True` (with a LabCA from tests/lab/pki.py) makes one that answers as public registries do
+(registry.ollama.ai, Docker Hub):
+
+- TLS with a certificate from the lab's own CA (clients must be given the CA: `registry_ca_path` for the modules,
+  SSL_CERT_FILE for `ollama serve`); the front asks for, and records, client certificates, so tests can see that
+  nobody presents one.
+- Distribution's own `auth: token`: every request without a token gets 401 `WWW-Authenticate: Bearer
+  realm=...,service=...,scope=...`. The front serves the realm (`/token`) on the registry's own address, as Ollama
+  requires, and signs RS256 JWTs that Distribution verifies against `rootcertbundle`. Anonymous pulls are granted,
+  except in the namespace `private`, which is refused (a registry that needs a login). Pushes go through the plain
+  registry sharing the same storage.
+- Blob GETs that Distribution allows are answered with 307 to a CDN on another host name (`127.0.0.2`), with a signed
+  and expiring URL, as registry.ollama.ai redirects to Cloudflare R2; the CDN serves the bytes (ranges too) and
+  refuses unsigned requests.
+
+Every request the public front, its token service and its CDN see is kept in `requests` (method, path, headers, and
+whether a client certificate was presented).
+
 Two knobs make a slow registry, set with `PUT` (or `POST`) `/_lab/stats` and a JSON body: `{"delay": seconds}`
 waits before each answer; `{"rate": bytes_per_second}` throttles the blob bodies it sends, all clients together
 (0 or null: full speed). A body names the knobs it sets; an empty one resets both.
@@ -13,16 +31,22 @@ waits before each answer; `{"rate": bytes_per_second}` throttles the blob bodies
     python3 -m tests.lab.registry serve --listen 127.0.0.1:5000 --storage DIR   # foreground
 """
 import argparse
+import base64
+import hashlib
+import hmac
 import http.client
 import json
+import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -33,12 +57,46 @@ HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "te", "trailer",
                "proxy-authorization", "proxy-authenticate"}
 
 
-class Front(ThreadingHTTPServer):
-    daemon_threads = True
+SERVICE = "llmops-lab-registry"
+ISSUER = "llmops-lab-token-service"
+DENIED_NAMESPACES = ("private",)
+CDN_HOST = "127.0.0.2"
 
-    def __init__(self, listen, upstream):
+
+class TLSServer(ThreadingHTTPServer):
+    """A threading HTTP server that speaks TLS when given a context (the handshake happens in the handler thread)."""
+
+    daemon_threads = True
+    context = None
+
+    def get_request(self):
+        sock, addr = super().get_request()
+        if self.context is not None:
+            sock = self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, addr
+
+    @property
+    def scheme(self):
+        return "https" if self.context is not None else "http"
+
+    def handle_error(self, request, client_address):
+        if isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError)):
+            return  # a client that does not trust the lab's CA, or hung up: what some tests make happen
+        super().handle_error(request, client_address)
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+class Front(TLSServer):
+    def __init__(self, listen, upstream, context=None):
+        self.context = context
         super().__init__(listen, FrontHandler)
         self.upstream = upstream  # (host, port)
+        self.signer = None  # a pki.SigningKey when the registry needs tokens
+        self.cdn = None  # the Cdn when blob GETs are redirected
+        self.requests = []  # what the public front saw (see the module docstring)
         self.lock = threading.Lock()
         self.stats = {}  # client ip -> {"blob_bytes": n, "blob_requests": n, "manifest_requests": n}
         self.delay = 0.0  # seconds added before each answer (slow-registry tests)
@@ -71,6 +129,37 @@ class Front(ThreadingHTTPServer):
             entry = self.stats.setdefault(client, {"blob_bytes": 0, "blob_requests": 0, "manifest_requests": 0})
             entry[key] += n
 
+    def record(self, where, handler):
+        cert = None
+        if hasattr(handler.connection, "getpeercert"):
+            try:
+                cert = handler.connection.getpeercert()
+            except ValueError:
+                cert = None
+        with self.lock:
+            self.requests.append(dict(where=where, method=handler.command, path=handler.path,
+                                      headers=dict((k.title(), v) for k, v in handler.headers.items()),
+                                      client_cert=bool(cert)))
+
+    def token(self, scopes):
+        """An RS256 JWT granting anonymous pulls of the repositories in `scopes`, or None when one is refused."""
+        access = []
+        for scope in scopes:
+            kind, _sep, rest = scope.partition(":")
+            name, _sep, actions = rest.rpartition(":")
+            if kind != "repository" or not name:
+                continue
+            if name.split("/", 1)[0] in DENIED_NAMESPACES:
+                return None
+            granted = [a for a in actions.split(",") if a == "pull"]
+            access.append({"type": "repository", "name": name, "actions": granted})
+        now = int(time.time())
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [base64.b64encode(self.signer.der_cert()).decode("ascii")]}
+        claims = {"iss": ISSUER, "sub": "", "aud": SERVICE, "exp": now + 300, "nbf": now - 10, "iat": now,
+                  "jti": b64url(os.urandom(12)), "access": access}
+        signing_input = "%s.%s" % (b64url(json.dumps(header).encode()), b64url(json.dumps(claims).encode()))
+        return signing_input + "." + b64url(self.signer.sign(signing_input.encode("ascii")))
+
 
 class FrontHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -100,9 +189,34 @@ class FrontHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _answer(self, status, body, headers=()):
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in headers:
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _token(self):
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        if query.get("service") != [SERVICE]:
+            return self._answer(400, {"errors": [{"code": "UNSUPPORTED", "message": "unknown service"}]})
+        token = self.server.token(query.get("scope") or [])
+        if token is None:
+            return self._answer(401, {"errors": [{"code": "DENIED", "message": "this namespace needs a login"}]})
+        return self._answer(200, {"token": token, "access_token": token, "expires_in": 300,
+                                  "issued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+
     def _forward(self):
         if self.path.startswith("/_lab/stats"):
             return self._lab()
+        if self.server.signer is not None or self.server.cdn is not None:
+            self.server.record("registry", self)
+        if self.server.signer is not None and self.path.split("?", 1)[0] == "/token":
+            return self._token()
         if self.server.delay:
             time.sleep(self.server.delay)
         length = int(self.headers.get("Content-Length", "0") or 0)
@@ -117,6 +231,13 @@ class FrontHandler(BaseHTTPRequestHandler):
             client = self.client_address[0]
             if "/manifests/" in path and self.command == "GET":
                 self.server.count(client, "manifest_requests")
+            if is_blob and resp.status == 200 and self.command == "GET" and self.server.cdn is not None:
+                location = self.server.cdn.signed_url(path.rsplit("/", 1)[1])
+                self.send_response(307, "Temporary Redirect")
+                self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             self.send_response(resp.status, resp.reason)
             has_length = False
             for k, v in resp.getheaders():
@@ -124,7 +245,7 @@ class FrontHandler(BaseHTTPRequestHandler):
                     continue
                 has_length = has_length or k.lower() == "content-length"
                 self.send_header(k, v)
-            if is_blob and resp.status == 200 and resp.getheader("Location") is None:
+            if is_blob and resp.status == 200 and resp.getheader("Location") is None and self.server.cdn is None:
                 self.send_header("Location", self.path)
             if not has_length and self.command != "HEAD":
                 self.send_header("Connection", "close")
@@ -152,24 +273,127 @@ class FrontHandler(BaseHTTPRequestHandler):
     do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _forward
 
 
-def registry_config(storage, addr):
+class Cdn(TLSServer):
+    """Blob bytes from the registry's storage, for signed, unexpired URLs only (a CDN's presigned URLs)."""
+
+    def __init__(self, listen, storage, front, context=None):
+        self.context = context
+        super().__init__(listen, CdnHandler)
+        self.storage = Path(storage)
+        self.front = front
+        self.key = os.urandom(32)
+
+    def _sig(self, digest, expires):
+        return hmac.new(self.key, ("%s:%d" % (digest, expires)).encode(), hashlib.sha256).hexdigest()
+
+    def signed_url(self, digest):
+        expires = int(time.time()) + 600
+        host, port = self.server_address[:2]
+        sig = self._sig(digest, expires)
+        return "%s://%s:%d/blobs/%s?expires=%d&sig=%s" % (self.scheme, host, port, digest, expires, sig)
+
+    def check(self, digest, query):
+        try:
+            expires = int(query.get("expires", ["0"])[0])
+        except ValueError:
+            return False
+        return expires > time.time() and hmac.compare_digest(query.get("sig", [""])[0], self._sig(digest, expires))
+
+    def path_of(self, digest):
+        hexd = digest.split(":", 1)[1]
+        return self.storage / "docker" / "registry" / "v2" / "blobs" / "sha256" / hexd[:2] / hexd / "data"
+
+
+class CdnHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def _refuse(self, status, text):
+        body = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_GET(self):
+        cdn = self.server
+        cdn.front.record("cdn", self)
+        parts = urllib.parse.urlsplit(self.path)
+        match = re.match(r"^/blobs/(sha256:[0-9a-f]{64})$", parts.path)
+        if not match or not cdn.check(match.group(1), urllib.parse.parse_qs(parts.query)):
+            return self._refuse(403, "signature missing, wrong or expired")
+        path = cdn.path_of(match.group(1))
+        if not path.is_file():
+            return self._refuse(404, "no such blob")
+        size = path.stat().st_size
+        start, end = 0, size - 1
+        ranged = re.match(r"^bytes=(\d+)-(\d*)$", self.headers.get("Range", ""))
+        if ranged:
+            start = int(ranged.group(1))
+            end = min(int(ranged.group(2)), size - 1) if ranged.group(2) else size - 1
+            if start > end:
+                return self._refuse(416, "range not satisfiable")
+        self.send_response(206 if ranged else 200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(end - start + 1))
+        self.send_header("Accept-Ranges", "bytes")
+        if ranged:
+            self.send_header("Content-Range", "bytes %d-%d/%d" % (start, end, size))
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        client = self.client_address[0]
+        cdn.front.count(client, "blob_requests")
+        left = end - start + 1
+        try:
+            with open(path, "rb") as f:
+                f.seek(start)
+                while left > 0:
+                    chunk = f.read(min(cdn.front.chunk(), left))
+                    if not chunk:
+                        break
+                    cdn.front.throttle(len(chunk))
+                    self.wfile.write(chunk)
+                    cdn.front.count(client, "blob_bytes", len(chunk))
+                    left -= len(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    do_HEAD = do_GET
+
+
+def registry_config(storage, addr, realm=None, rootcertbundle=None):
+    auth = ""
+    if realm:
+        auth = ("auth:\n  token:\n    realm: %s\n    service: %s\n    issuer: %s\n    rootcertbundle: %s\n"
+                % (realm, SERVICE, ISSUER, rootcertbundle))
     return (
         "version: 0.1\n"
         "log:\n  level: warn\n"
         "storage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\n"
         "http:\n  addr: %s\n" % (storage, addr)
-    )
+    ) + auth
 
 
 class Registry:
-    """A running docker-registry on loopback plus its front on `listen` (host, port)."""
+    """A running docker-registry on loopback plus its front on `listen` (host, port).
 
-    def __init__(self, storage, listen=("127.0.0.1", 0), log_dir=None):
+    With `public=True` and a `ca` (pki.LabCA): TLS, token auth and a CDN for blobs (see the module docstring).
+    """
+
+    def __init__(self, storage, listen=("127.0.0.1", 0), log_dir=None, public=False, ca=None):
         self.storage = Path(storage)
         self.listen = listen
         self.log_dir = Path(log_dir or self.storage.parent)
+        self.public = public
+        self.ca = ca
         self.proc = None
         self.front = None
+        self.cdn = None
         self._tmp = None
 
     def start(self):
@@ -179,12 +403,25 @@ class Registry:
         self._tmp = tempfile.mkdtemp(prefix="registry-")
         backend_port = free_port()
         conf = Path(self._tmp) / "config.yml"
-        conf.write_text(registry_config(self.storage, "127.0.0.1:%d" % backend_port))
+        realm = rootcertbundle = None
+        context = cdn_context = None
+        if self.public:
+            from tests.lab.pki import SigningKey
+
+            context = self.ca.server_context("registry", dns=("localhost",), ips=(self.listen[0],))
+            cdn_context = self.ca.server_context("cdn", dns=(), ips=(CDN_HOST,))
+        self.front = Front(self.listen, ("127.0.0.1", backend_port), context)
+        if self.public:
+            self.front.signer = SigningKey(self._tmp)
+            realm, rootcertbundle = self.url + "/token", self.front.signer.cert
+            self.cdn = Cdn((CDN_HOST, 0), self.storage, self.front, cdn_context)
+            self.front.cdn = self.cdn
+            threading.Thread(target=self.cdn.serve_forever, daemon=True).start()
+        conf.write_text(registry_config(self.storage, "127.0.0.1:%d" % backend_port, realm, rootcertbundle))
         log = open(self.log_dir / "registry.log", "ab")
         self.proc = subprocess.Popen(["docker-registry", "serve", str(conf)], stdout=log, stderr=log,
                                      start_new_session=True)
         wait_http("http://127.0.0.1:%d/v2/" % backend_port, proc=self.proc)
-        self.front = Front(self.listen, ("127.0.0.1", backend_port))
         threading.Thread(target=self.front.serve_forever, daemon=True).start()
         return self
 
@@ -195,16 +432,22 @@ class Registry:
 
     @property
     def url(self):
-        return "http://" + self.address
+        return "%s://%s" % (self.front.scheme, self.address)
+
+    @property
+    def requests(self):
+        """What the front, its token service and its CDN saw (public registries)."""
+        return list(self.front.requests)
 
     def set_rate(self, bytes_per_second):
         """Throttle the blob bodies the front sends (None or 0: full speed), as `PUT /_lab/stats {"rate": n}`."""
         self.front.set_rate(bytes_per_second)
 
     def stop(self):
-        if self.front:
-            self.front.shutdown()
-            self.front.server_close()
+        for server in (self.front, self.cdn):
+            if server:
+                server.shutdown()
+                server.server_close()
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:

@@ -1,7 +1,10 @@
-"""Base URLs normalise to one server root, following OLLAMA_HOST's rules and Codex's /v1 base URLs."""
+"""Base URLs normalise to one server root, following OLLAMA_HOST's rules and Codex's /v1 base URLs.
+
+Until issue 13 this file asserted that 'http://:11434' was refused; the Ollama CLI takes it (and ':31434') as this
+host, so they are accepted now."""
 import pytest
 
-from ansible_collections.llmops.ollama.plugins.module_utils._client import InvalidBaseURL, normalize_base_url
+from ansible_collections.llmops.ollama.plugins.module_utils._ollama_client import InvalidBaseURL, normalize_base_url
 
 
 @pytest.mark.parametrize("given, root", [
@@ -20,6 +23,13 @@ from ansible_collections.llmops.ollama.plugins.module_utils._client import Inval
     ("[fe80::1]:99", "http://[fe80::1]:99"),
     ("HTTP://H:1", "http://h:1"),
     ("", "http://127.0.0.1:11434"),
+    # issue 13 item 11: as envconfig.Host (and the Ollama CLI) reads OLLAMA_HOST
+    (":31434", "http://127.0.0.1:31434"),
+    ("http://:11434", "http://127.0.0.1:11434"),
+    ("ollama.com", "https://ollama.com:443"),
+    (" ollama.com ", "https://ollama.com:443"),
+    ("ollama.com:11434", "http://ollama.com:11434"),
+    ("http://ollama.com", "http://ollama.com:80"),
 ])
 def test_forms_of_one_server(given, root):
     assert normalize_base_url(given) == root
@@ -37,7 +47,8 @@ def test_default_comes_from_ollama_host(monkeypatch):
     ("h:port", "invalid Ollama URL"),
     ("h:99999", "invalid Ollama URL"),
     ("http://user:pw@h:1", "api_token"),
-    ("http://:11434", "no host name"),
+    ("http://:", "no host name"),
+    ("http://user@h:1", "api_token"),
 ])
 def test_bad_urls_say_what_to_do(given, says):
     with pytest.raises(InvalidBaseURL) as err:

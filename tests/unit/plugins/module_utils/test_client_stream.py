@@ -12,12 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from ansible_collections.llmops.ollama.plugins.module_utils._client import (
-    OllamaClient,
-    OllamaError,
-    OllamaNotFound,
-    OllamaUnreachable,
-)
+from ansible_collections.llmops.ollama.plugins.module_utils._http import OllamaError, OllamaNotFound, OllamaUnreachable
+from ansible_collections.llmops.ollama.plugins.module_utils._ollama_client import OllamaClient
 
 OK_STREAM = [
     {"status": "pulling manifest"},

@@ -28,10 +28,31 @@ def test_match_is_case_insensitive_and_tag_sensitive():
     assert parse_model_name("registry.ollama.ai/library/llama3.2:latest").key == parse_model_name("llama3.2").key
 
 
-def test_scheme_is_kept_for_the_registry_url():
-    assert parse_model_name("http://reg:5000/ns/m:t").manifest_url() == "http://reg:5000/v2/ns/m/manifests/t"
+def test_scheme_is_ignored_as_the_server_ignores_it():
+    """The server pulls a name's shortest form (no scheme) over HTTPS, or plain HTTP with insecure (issue 13 item 9;
+    this test used to say the name's http:// picked plain HTTP, which the server never does)."""
+    assert parse_model_name("http://reg:5000/ns/m:t").manifest_url() == "https://reg:5000/v2/ns/m/manifests/t"
     assert parse_model_name("reg:5000/ns/m:t").manifest_url() == "https://reg:5000/v2/ns/m/manifests/t"
     assert parse_model_name("reg:5000/ns/m:t").manifest_url(insecure=True) == "http://reg:5000/v2/ns/m/manifests/t"
+    assert parse_model_name("https://reg:5000/ns/m:t").manifest_url(insecure=True) == \
+        "http://reg:5000/v2/ns/m/manifests/t"
+    assert parse_model_name("ftp://h/ns/m").key == parse_model_name("h/ns/m").key
+    assert parse_model_name("http://reg/ns/m").scheme == "http"  # kept only to explain a refusal
+
+
+@pytest.mark.parametrize("given, short", [
+    ("qwen3:local", "qwen3:latest"),
+    ("qwen3:LOCAL", "qwen3:latest"),
+    ("reg:5000/ns/m:local", "reg:5000/ns/m:latest"),
+    ("gpt-oss:20b:cloud", "gpt-oss:20b-cloud"),
+    ("gpt-oss:20b-CLOUD", "gpt-oss:20b-cloud"),
+    ("gpt-oss:cloud", "gpt-oss:cloud"),
+    ("gpt-oss:20b:local", "gpt-oss:20b"),
+    (" m:local", "m:latest"),
+])
+def test_source_suffixes_as_modelref_reads_them(given, short):
+    """Pull and delete apply internal/modelref first (issue 13 item 9)."""
+    assert parse_model_name(given).short == short
 
 
 @pytest.mark.parametrize("given, says", [
@@ -46,7 +67,9 @@ def test_scheme_is_kept_for_the_registry_url():
     ("ns.x/model", "looks like a registry host"),
     ("a/b/c/d", "may not contain '/'"),
     ("model:t/x", "looks like a registry host"),
-    ("ftp://h/ns/m", "scheme must be http or https"),
+    ("http://model", "the namespace is empty"),
+    ("http://ns/model", "may not contain '/'"),
+    ("gpt-oss:local:cloud", "use either :local or :cloud, not both"),
     ("model@sha256:abc", "by digest"),
     ("m" * 81, "longer than 80"),
     ("model:" + "t" * 81, "longer than 80"),

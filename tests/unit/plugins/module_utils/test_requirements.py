@@ -242,3 +242,17 @@ def test_model_results_in_the_check(tmp_path):
     statuses = [(r["message"].split(" ")[0], r["status"]) for r in by_check(result, "model")]
     assert statuses == [("small", "pass"), ("big", "warn"), ("huge", "fail"), ("unknown:", "warn")]
     assert [m["name"] for m in result["models"]] == ["small", "big", "huge", "unknown"]
+
+
+def test_a_gpu_with_no_memory_free_counts_as_full():
+    """Issue 13 item 12: 0 bytes free is 0 (it used to count as all free: `free or total`); unknown free is total."""
+    gpu = dict(vendor="nvidia", index=0, name="RTX 4090", compute_capability="8.9", driver_version="570.124",
+               vram_total_bytes=24 * GIB, vram_free_bytes=0)
+    state = dict(vendor="nvidia", hardware_present=True, tool_present=True, tool_working=True)
+    full = rq.check_host(host([gpu], [state]), dict(min_vram_gib=1))
+    assert full["usable_vram_bytes"] == 0
+    assert not full["passed"] and "usable GPUs have 0 B of memory free" in full["reasons"][0]
+    fit = rq.fit_model(2 * GIB, host([gpu], [state]), full)
+    assert fit["fits"] != "vram", fit
+    unknown = rq.check_host(host([dict(gpu, vram_free_bytes=None)], [state]), dict(min_vram_gib=1))
+    assert unknown["usable_vram_bytes"] == 24 * GIB and unknown["passed"]

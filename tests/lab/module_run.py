@@ -1,0 +1,42 @@
+"""Running a module's main() in-process with given arguments, as community.general's unit tests do (arguments
+patched in with ansible's own patch_module_args), but with the real exit_json/fail_json: the caller reads the JSON
+the module printed, so a result that cannot be serialised is caught too. Anything else escaping main() is a
+traceback, which the callers treat as a bug."""
+import contextlib
+import io
+import json
+import re
+
+from ansible.module_utils.common import warnings as ansible_warnings
+from tests.unit.compat import patch_module_args
+
+
+def run_module(module, args):
+    """Run module.main() with `args`; return (exit code, the result it printed). Any exception is a bug."""
+    out = io.StringIO()
+    ansible_warnings._global_warnings.clear()
+    ansible_warnings._global_deprecations.clear()
+    code = None
+    with patch_module_args(args), contextlib.redirect_stdout(out):
+        try:
+            module.main()
+        except SystemExit as exc:
+            code = exc.code
+    assert code is not None, "main() returned without exit_json or fail_json"
+    text = out.getvalue().strip()
+    assert text, "the module printed nothing"
+    return code, json.loads(text.splitlines()[-1])
+
+
+TRACEBACK_SIGNS = re.compile(r"Traceback \(most recent call last\)|^\w*(Error|Exception)(: |$)|object at 0x|<class "
+                             r"|: None\.|ordinal not in range|expected string or bytes-like|is not iterable")
+
+
+def assert_clear_failure(code, result):
+    msg = result.get("msg")
+    assert code == 1 and result.get("failed") is True, result
+    assert isinstance(msg, str) and len(msg) >= 15, result
+    signs = TRACEBACK_SIGNS.search(msg)
+    # the argument spec's own "is of type <class 'int'> and we were unable to convert" is Ansible's wording
+    assert not signs or (signs.group(0) == "<class " and "we were unable to convert" in msg), msg
+    assert "exception" not in result, result
