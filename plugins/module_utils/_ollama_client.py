@@ -334,6 +334,15 @@ class OllamaClient(object):
     def ps(self):
         return self._list("/api/ps", "models")
 
+    def running(self):
+        """The ModelIndex of the models the server has in memory now (/api/ps)."""
+        return ModelIndex(self.ps())
+
+    def load(self, model, keep_alive):
+        """Load `model` into the server's memory and keep it there for `keep_alive` (seconds, or a duration string):
+        a generate request with no prompt, which the server answers once the model is loaded."""
+        self._json("/api/generate", "POST", {"model": model, "keep_alive": keep_alive, "stream": False})
+
     def show(self, model):
         return self._json("/api/show", "POST", {"model": model})
 

@@ -118,14 +118,28 @@ options:
         once a second, mode 0600, removed when the module ends).
       - Set by the collection's action plugin, which reads it to show the progress; leave it unset.
     type: path
+  keep_alive:
+    description:
+      - Also load the models kept on the server (state V(present) or V(latest)) into its memory after the pulls, and
+        keep them there this long, so the first request does not wait for a load.
+      - A number of seconds or a duration as Ollama reads it (C(30m), C(2h), C(1h30m)); a negative value (V(-1))
+        keeps them in memory until the server stops. V(0) is refused (it would unload them).
+      - A model already in memory with the digest the server has is left as it is (its time in memory is not
+        extended); one that is not, or that an update replaced, is loaded, which counts as a change (RV(models[].loaded)).
+      - Unset (the default), nothing is loaded. The server's C(OLLAMA_MAX_LOADED_MODELS) and free memory limit how
+        many stay loaded at once; the server may unload one to load another.
+      - Loading waits for the server for up to O(timeout) seconds per model.
+    type: raw
+    version_added: 0.2.0
 seealso:
   - module: llmops.ollama.ollama_facts
 notes:
   - The server does the download; this module only asks it to, so the managed host needs only Python.
   - While models are pulled, ansible-playbook shows a progress line per host every O(progress_interval) seconds.
     To do that the task first runs the module in check mode; when it would pull nothing, that result is the task's
-    result (a task with nothing to do still costs one module call). When it would pull, the module runs
-    asynchronously and the controller reads its progress file. Tasks in check mode, tasks with C(async), and
+    result (a task with nothing to do still costs one module call). When it would download less than 8 MiB in all,
+    the module runs once more, plainly (such a pull ends before a progress line is due). When it would download more,
+    the module runs asynchronously and the controller reads its progress file. Tasks in check mode, tasks with C(async), and
     O(progress_interval=0) run the module once, with no progress lines.
 """
 
@@ -156,6 +170,11 @@ EXAMPLES = r"""
   llmops.ollama.ollama_model:
     name: registry.example.com:5000/site/llama3.2:3b
     insecure: true
+
+- name: Pull a model and keep it in memory, so Codex's first request does not wait for a load
+  llmops.ollama.ollama_model:
+    name: gpt-oss:20b
+    keep_alive: -1
 
 - name: Pull a big model quietly (no progress lines)
   llmops.ollama.ollama_model:
@@ -228,6 +247,13 @@ models:
       description: Why this model was not changed as asked (the pull or removal failed, or was not tried).
       type: str
       returned: when it failed
+    loaded:
+      description:
+        - Whether the task loaded this model into the server's memory (in check mode, would load it), because
+          O(keep_alive) is set and it was not in memory with the digest the server has.
+      type: bool
+      returned: when O(keep_alive) is set, for models kept on the server
+      version_added: 0.2.0
     fit:
       description:
         - For models to pull, when O(fit_check) ran. C(fits) is V(vram), V(split), V(ram) or V(none); C(ok) is false
@@ -256,6 +282,7 @@ from ansible_collections.llmops.ollama.plugins.module_utils._store import defaul
 from ansible_collections.llmops.ollama.plugins.module_utils._hardware import gather as gather_hardware
 from ansible_collections.llmops.ollama.plugins.module_utils._names import STATES, InvalidModelName, parse_model_list
 from ansible_collections.llmops.ollama.plugins.module_utils._requirements import check_host, fit_model, human
+from ansible_collections.llmops.ollama.plugins.module_utils._warm import InvalidKeepAlive, keep_alive_value, warm
 
 
 MAX_PROGRESS_INTERVAL = 10
@@ -459,12 +486,17 @@ def main():
         fit_check=dict(type="str", default="warn", choices=["fail", "warn", "off"]),
         progress_interval=dict(type="int", default=5),
         progress_file=dict(type="path"),
+        keep_alive=dict(type="raw"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            mutually_exclusive=[("name", "models")], required_one_of=[("name", "models")])
     if not 0 <= module.params["progress_interval"] <= MAX_PROGRESS_INTERVAL:
         module.fail_json(msg="progress_interval must be from 0 (no progress lines) to %d seconds, got %s"
                          % (MAX_PROGRESS_INTERVAL, module.params["progress_interval"]), models=[])
+    try:
+        keep_alive = keep_alive_value(module.params["keep_alive"])
+    except InvalidKeepAlive as exc:
+        module.fail_json(msg=str(exc), models=[])
     try:
         wanted = wanted_models(module.params)
         client = client_from_params(module.params)
@@ -503,6 +535,9 @@ def main():
         else:
             reconcile(steps, now)
             after = set(now.listed())
+
+    if keep_alive is not None:
+        warm(client, steps, keep_alive, module.check_mode, failures)
 
     result = dict(changed=any(s["changed"] for s in steps), models=[public(s) for s in steps])
     if module._diff:
