@@ -87,8 +87,12 @@ def venv(series, release, python):
     return path / "bin"
 
 
+PROPERTY_SCALE = "0.1"  # a tenth of the bad-input property tests' inputs (tests/integration/test_bad_input.py)
+
+
 def _env(bindir):
     env = dict(os.environ, PATH="%s:%s" % (bindir, os.environ.get("PATH", "")), VIRTUAL_ENV=str(bindir.parent))
+    env.setdefault("LLMOPS_PROPERTY_SCALE", PROPERTY_SCALE)
     env.pop("PYTHONHOME", None)
     return env
 
