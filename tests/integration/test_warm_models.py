@@ -1,6 +1,8 @@
 """Warm models: ollama_model's keep_alive loads the models it keeps into a real `ollama serve` (the lab build, with its
 llama-server) and ollama_facts' running models show them. The model is the lab's real tiny GGUF, so a load is a real
 llama-server process with the weights in memory, not a record in a table."""
+import json
+
 import pytest
 
 from ansible_collections.llmops.ollama.plugins.module_utils._ollama_client import OllamaClient
@@ -8,6 +10,9 @@ from ansible_collections.llmops.ollama.plugins.modules import ollama_facts, olla
 from tests.lab import models
 from tests.lab.module_run import assert_clear_failure, run_module
 from tests.lab.ollama_server import OllamaServer
+from tests.lab.paths import REPO
+
+TARGET = REPO / "tests" / "integration" / "targets" / "warm_models" / "playbook.yml"
 
 
 @pytest.fixture
@@ -105,3 +110,17 @@ def test_absent_models_are_not_loaded_and_a_failed_load_says_why(server, registr
     assert_clear_failure(code, failed)
     assert "'%s' is on the server but could not be loaded into memory" % gone in failed["msg"], failed["msg"]
     assert failed["models"][0]["loaded"] is False
+
+
+def test_the_models_role_keeps_the_models_in_memory(server, registry, playbook, tmp_path):
+    """What a playbook user writes: the models role with ollama_models_keep_alive, then ollama_facts."""
+    name = "%s/lab/tiny" % registry.address
+    results = tmp_path / "results.json"
+    variables = {"ollama_url": server.url, "model": name, "results_file": str(results)}
+    for run_number in (1, 2):
+        run = playbook(TARGET, extra_vars=variables)
+        assert run.rc == 0, run.output[-4000:]
+        out = json.loads(results.read_text())
+        assert [m["name"] for m in out["running"]] == [name + ":latest"], out
+        assert out["models"][0]["loaded"] is (run_number == 1), out  # loaded once, then left as it is
+        assert out["changed"] is (run_number == 1), out  # the role's task: a load is a change, none the second time
