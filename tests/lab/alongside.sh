@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # alongside.sh LOG BACKGROUND_COMMAND -- FOREGROUND_COMMAND...
 # Run one command in the background (its output to LOG, shown when it ends) while another runs in the foreground;
-# exit 1 if either failed. `make test` runs the ansible-core matrix (CPU on the controller) beside the fleet tests
-# and Molecule (which wait mostly on the lab hosts).
+# exit 1 if either failed. `make test` runs the ansible-core matrix beside everything it runs on the main release
+# (much of each test waits: on throttled pulls, timeouts, the lab hosts, the Codex CLI).
 set -uo pipefail
 log=$1
 background=$2

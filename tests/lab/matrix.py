@@ -11,9 +11,10 @@ release supports:
 
 It prints one line per release and writes them to LAB_STATE/matrix.txt; the exit status is 1 if any part failed.
 
-    python3 -m tests.lab.matrix [--series 2.16,2.17] [--parts sanity,unit,integration] [--include-main]
+    python3 -m tests.lab.matrix [--series 2.16,2.17] [--parts sanity,unit,integration] [--include-main] [--jobs 2]
 """
 import argparse
+import concurrent.futures
 import glob
 import os
 import re
@@ -55,11 +56,16 @@ def find_python(version):
                    % (version, version))
 
 
+# Tools only the main release's run uses (ansible-lint, Molecule, ansible-runner: the fleet tests), each pinning an
+# ansible-core range of its own (Molecule 26 needs 2.18 or later).
+MAIN_ONLY = ("ansible-lint", "molecule", "ansible-runner")
+
+
 def _requirements():
-    """The test requirements, without ansible-lint (it pins an ansible-core of its own)."""
+    """The test requirements, without the tools only the main release's run uses."""
     lines = (REPO / "tests" / "requirements.txt").read_text().splitlines()
     return [line.split("#")[0].strip() for line in lines
-            if line.split("#")[0].strip() and not line.startswith("ansible-lint")]
+            if line.split("#")[0].strip() and not line.startswith(MAIN_ONLY)]
 
 
 def venv(series, release, python):
@@ -134,11 +140,34 @@ def _sanity_failures(output):
     return ", ".join(names) or (output.strip().splitlines() or ["no output"])[-1][:120]
 
 
+def run_row(row, parts):
+    """Set up and test one release; returns (its result line, whether every part passed)."""
+    series, release, python, integration = row
+    log = LAB_STATE / ("matrix-%s.log" % series)
+    log.write_text("")
+    started = time.time()
+    try:
+        bindir = venv(series, release, python)
+    except LabError as exc:
+        return "ansible-core %s (Python %s): set-up failed: %s" % (release, python, exc), False
+    results, ok = [], True
+    for part in parts:
+        passed, summary, seconds = run_part(part, bindir, log, integration)
+        ok = ok and passed
+        label = part if part != "integration" or integration == "all" else "integration (modules)"
+        results.append("%s %s (%.0fs)" % (label, summary, seconds))
+    return ("ansible-core %s (Python %s): %s; %.0fs in all, log %s"
+            % (release, python, "; ".join(results), time.time() - started, log)), ok
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python3 -m tests.lab.matrix")
     parser.add_argument("--series", default="", help="comma-separated, e.g. 2.16,2.18 (default: all but the main)")
     parser.add_argument("--parts", default=",".join(PARTS))
     parser.add_argument("--include-main", action="store_true", help="also the release `make test` runs")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="releases tested at once (their tests wait much of the time: on throttled pulls, "
+                             "timeouts, the Codex CLI)")
     args = parser.parse_args(argv)
     wanted = [s for s in args.series.split(",") if s]
     parts = [p for p in args.parts.split(",") if p]
@@ -146,30 +175,19 @@ def main(argv=None):
     if bad:
         sys.exit("unknown part(s) %s: choose from %s" % (", ".join(bad), ", ".join(PARTS)))
     rows = [r for r in ANSIBLE_CORE if (r[0] in wanted if wanted else (args.include_main or r[1] != ANSIBLE_CORE_MAIN))]
+    rows.sort(key=lambda r: r[3] != "all")  # the longest (role tests too) first
     LAB_STATE.mkdir(parents=True, exist_ok=True)
-    lines, failed = [], False
-    for series, release, python, integration in rows:
-        log = LAB_STATE / ("matrix-%s.log" % series)
-        log.write_text("")
-        started = time.time()
-        try:
-            bindir = venv(series, release, python)
-        except LabError as exc:
-            lines.append("ansible-core %s (Python %s): set-up failed: %s" % (release, python, exc))
-            failed = True
-            print(lines[-1], flush=True)
-            continue
-        results = []
-        for part in parts:
-            ok, summary, seconds = run_part(part, bindir, log, integration)
-            failed = failed or not ok
-            label = part if part != "integration" or integration == "all" else "integration (modules)"
-            results.append("%s %s (%.0fs)" % (label, summary, seconds))
-        lines.append("ansible-core %s (Python %s): %s; %.0fs in all, log %s"
-                     % (release, python, "; ".join(results), time.time() - started, log))
-        print(lines[-1], flush=True)
+    started = time.time()
+    done = {}
+    with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        futures = {pool.submit(run_row, row, parts): row for row in rows}
+        for future in concurrent.futures.as_completed(futures):
+            done[futures[future]] = future.result()
+            print(done[futures[future]][0], flush=True)
+    lines = [done[row][0] for row in ANSIBLE_CORE if row in done]
+    lines.append("%d releases in %.0fs (%d at once)" % (len(rows), time.time() - started, max(1, args.jobs)))
     RESULTS.write_text("\n".join(lines) + "\n")
-    return 1 if failed else 0
+    return 0 if all(ok for _line, ok in done.values()) else 1
 
 
 if __name__ == "__main__":
