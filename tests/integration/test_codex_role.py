@@ -335,6 +335,25 @@ REFUSALS = [
          expect="""invalid model name 'lab/"quoted":7b': the model '"quoted"' may not start with '"'"""),
     dict(name="unknown user", codex_users=[{"name": "no-such-user-here"}],
          expect="codex_users: no-such-user-here is not a user on localhost"),
+    # the host's policy (test_codex_policy.py shows what Codex does with it)
+    dict(name="sandbox policy without read-only", codex_allowed_sandbox_modes=["workspace-write"],
+         expect='codex_allowed_sandbox_modes ["workspace-write"] must include read-only'),
+    dict(name="approval outside the policy", codex_approval_policy="never",
+         codex_allowed_approval_policies=["on-request"],
+         expect="approval_policy never is outside the host's policy"),
+    dict(name="a profile's sandbox outside the policy", codex_allowed_sandbox_modes=["read-only"],
+         codex_profiles={"yolo": {"sandbox_mode": "danger-full-access"}},
+         expect="sandbox_mode danger-full-access is outside the host's policy"),
+    dict(name="a user's web search outside the policy", codex_allowed_web_search_modes=["cached"],
+         codex_users=[{"name": "nobody", "home": "/nonexistent", "settings": {"web_search": "live"}}],
+         expect="codex_users: nobody: web_search live is outside the host's policy"),
+    dict(name="MCP entry with a command and a URL",
+         codex_allowed_mcp_servers={"docs": {"command": "/usr/bin/docs", "url": "https://x.example.com"}},
+         expect='codex_allowed_mcp_servers: "docs": each entry is a name'),
+    dict(name="MCP entry that is a string", codex_allowed_mcp_servers={"docs": "/usr/bin/docs"},
+         expect='codex_allowed_mcp_servers: "docs": each entry is a name'),
+    dict(name="unknown approval policy", codex_allowed_approval_policies=["sometimes"],
+         expect="codex_allowed_approval_policies"),
 ]
 
 
