@@ -84,6 +84,7 @@ def policy(capture, tmp_path_factory):
         script.chmod(0o755)
     (home / ".codex" / "config.toml").write_text(user_config(capture, bin_dir))
     variables = dict(POLICY, codex_system_config=False, codex_system_config_dir=str(sysdir),
+                     codex_model_catalog=False,  # the policy alone: no server to read here
                      codex_allowed_mcp_servers={"docs": {"command": "%s/docs-mcp" % bin_dir}, "web": {"url": MCP_URL}})
     from tests.conftest import run_playbook
 
@@ -201,6 +202,7 @@ def test_mcp_servers_outside_the_allow_list_are_never_started(codex, policy):
 def test_an_empty_allow_list_allows_no_mcp_server(codex, policy, tmp_path, playbook):
     sysdir = tmp_path / "etc-codex"
     run = playbook(TARGET, extra_vars={"codex_system_config": False, "codex_system_config_dir": str(sysdir),
+                                       "codex_model_catalog": False,
                                        "codex_allowed_mcp_servers": {}}, env=PLAYBOOK_ENV)
     assert run.rc == 0, run.output[-3000:]
     assert tomllib.loads((sysdir / "requirements.toml").read_text()) == {"mcp_servers": {}}
@@ -215,7 +217,7 @@ def test_a_policy_of_the_administrators_own_is_kept_as_a_backup_and_ours_removed
     sysdir.mkdir()
     own = 'allowed_approval_policies = ["never"]\n'
     (sysdir / "requirements.toml").write_text(own)
-    base = {"codex_system_config": False, "codex_system_config_dir": str(sysdir)}
+    base = {"codex_system_config": False, "codex_system_config_dir": str(sysdir), "codex_model_catalog": False}
     run = playbook(TARGET, extra_vars=dict(base, **POLICY), env=PLAYBOOK_ENV)
     assert run.rc == 0, run.output[-3000:]
     backups = [p for p in sysdir.iterdir() if p.name.startswith("requirements.toml.")]

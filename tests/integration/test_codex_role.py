@@ -86,6 +86,8 @@ def remote(ollama_server, capture, tmp_path_factory):
         "codex_sandbox_mode": "workspace-write",
         "codex_extra_settings": {"check_for_update_on_startup": False},
         "codex_system_config_dir": str(sysdir),
+        # the catalog is test_codex_catalog.py's: the models of this shared server depend on the tests run before
+        "codex_model_catalog": False,
         "codex_users": [
             {"name": "nobody", "home": str(nobody_home), "profiles": {
                 "fast": {"model": "small:1b", "model_reasoning_effort": "minimal", "sandbox_mode": "read-only"},
@@ -265,7 +267,8 @@ def test_local_provider_on_the_default_port_is_codex_builtin(codex, playbook, tm
     ollama_build.build(ollama_build.VERSIONS[0])
     sysdir = tmp_path / "etc-codex"
     run = playbook(TARGET / "render.yml", extra_vars={
-        "codex_provider": "local", "codex_model": "qwen2.5-coder:1.5b", "codex_system_config_dir": str(sysdir)},
+        "codex_provider": "local", "codex_model": "qwen2.5-coder:1.5b", "codex_system_config_dir": str(sysdir),
+        "codex_model_catalog": False},  # the machine's own port 11434 is not this test's server
         env=PLAYBOOK_ENV)
     assert run.rc == 0, run.output[-4000:]
     doc = tomllib.loads((sysdir / "config.toml").read_text())
@@ -287,6 +290,7 @@ def test_local_provider_on_another_port_is_a_custom_provider(codex, ollama_serve
     home.mkdir()
     run = playbook(TARGET / "render.yml", extra_vars={
         "codex_provider": "local", "codex_local_port": ollama_server.port, "codex_system_config": False,
+        "codex_model_catalog": False,
         "codex_users": [{"name": "root", "home": str(home)}]}, env=PLAYBOOK_ENV)
     assert run.rc == 0, run.output[-4000:]
     doc = tomllib.loads((home / ".codex" / "config.toml").read_text())
@@ -443,7 +447,7 @@ def test_install_cli_verified_from_the_registry_idempotent_and_switchable(codex,
         (bindir / "codex").symlink_to(old)
         variables = {"codex_cli_install": True, "codex_cli_registry_url": mirror.url + "/",
                      "codex_cli_install_dir": str(install), "codex_cli_bin_dir": str(bindir),
-                     "codex_system_config": False}
+                     "codex_system_config": False, "codex_model_catalog": False}
 
         check = playbook(TARGET / "render.yml", extra_vars=variables, check=True, env=PLAYBOOK_ENV)
         assert check.rc == 0, check.output[-4000:]
@@ -479,7 +483,7 @@ def test_install_cli_refuses_a_package_that_does_not_match_its_checksum(codex, p
     run = playbook(TARGET / "render.yml", extra_vars={
         "codex_cli_install": True, "codex_cli_tarball_src": str(codex.tarball), "codex_cli_checksum": wrong,
         "codex_cli_install_dir": str(tmp_path / "opt-codex"), "codex_cli_bin_dir": str(tmp_path / "bin"),
-        "codex_system_config": False}, env=PLAYBOOK_ENV)
+        "codex_system_config": False, "codex_model_catalog": False}, env=PLAYBOOK_ENV)
     assert run.rc != 0
     digest = base64.b64decode(codex.integrity.split("-", 1)[1]).hex()
     assert "%s has sha512 %s, expected %s" % (codex.tarball, digest, wrong.split(":", 1)[1]) in run.output
