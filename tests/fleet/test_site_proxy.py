@@ -150,6 +150,10 @@ def test_codex_on_the_workstation_reaches_the_server_with_its_token(lab, client,
     answer = lab.ssh(CLIENT, "cd && env -u OLLAMA_REMOTE_TOKEN timeout 120 codex exec --skip-git-repo-check "
                              "'Say hello.' </dev/null 2>/tmp/codex.err", check=False)
     assert answer.strip() == "Hello from tiny!", lab.ssh(CLIENT, "tail -n 30 /tmp/codex.err")
+    # the catalog was read from the GPU server through the proxy, with the token: Codex knows the model
+    assert "Model metadata" not in lab.ssh(CLIENT, "cat /tmp/codex.err")
+    catalog = json.loads(lab.ssh(CLIENT, "cat /etc/codex/ollama-models.json"))
+    assert "%s/lab/tiny:latest" % lab.site["registry"] in [m["slug"] for m in catalog["models"]]
     log = lab.ssh(SERVER, "cat %s" % LOG)
     assert ' workstations [' in log and '"POST /v1/responses" 200' in log, log
     assert token not in log
