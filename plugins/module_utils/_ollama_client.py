@@ -327,6 +327,21 @@ class OllamaClient(object):
     def tags(self):
         return self._list("/api/tags", "models")
 
+    def cloud(self):
+        """Whether the server has ollama.com's cloud turned off, from /api/status: {"disabled": bool, "source":
+        "env" (OLLAMA_NO_CLOUD), "config" (~/.ollama/server.json), "both" or "none"}; None from a release without
+        /api/status (it answers 404)."""
+        try:
+            cloud = self._json("/api/status").get("cloud")
+        except HTTPStatusError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        if not isinstance(cloud, dict) or not isinstance(cloud.get("disabled"), bool):
+            raise OllamaError("the server at %s answered /api/status without a cloud state (%r). Is base_url an "
+                              "Ollama server?" % (self.base_url, cloud), url=self.base_url + "/api/status")
+        return {"disabled": cloud["disabled"], "source": str(cloud.get("source") or "none")}
+
     def models(self):
         """The ModelIndex of what the server has now."""
         return ModelIndex(self.tags())

@@ -42,7 +42,8 @@ attributes:
 options:
   gather:
     description:
-      - What to gather. V(server) is the version, models and running models; V(hardware) is CPU, memory, disk and GPUs.
+      - What to gather. V(server) is the version, the cloud state, models and running models; V(hardware) is CPU,
+        memory, disk and GPUs.
     type: list
     elements: str
     choices: [server, hardware]
@@ -159,6 +160,15 @@ ansible_facts:
           description: Server version, or null.
           type: str
           sample: 0.32.15
+        cloud:
+          description:
+            - Whether the server has ollama.com's cloud features turned off (cloud models, web search), from its
+              C(/api/status). C(disabled) is a bool; C(source) says what turned them off, V(env) (C(OLLAMA_NO_CLOUD)),
+              V(config) (C(disable_ollama_cloud) in the service user's C(~/.ollama/server.json)), V(both) or V(none).
+            - Null when V(server) was not gathered, the server did not answer, its release has no C(/api/status), or a
+              proxy in front refuses it to the token (the llmops.ollama.proxy role lets only admin tokens read it).
+          type: dict
+          sample: {disabled: true, source: env}
         models:
           description: Models on the server (name, model, digest, size, modified_at, details).
           type: list
@@ -226,7 +236,7 @@ import re
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from ansible_collections.llmops.ollama.plugins.module_utils._http import OllamaError
+from ansible_collections.llmops.ollama.plugins.module_utils._http import HTTPStatusError, OllamaError
 from ansible_collections.llmops.ollama.plugins.module_utils._manifest import blobs as manifest_blobs
 from ansible_collections.llmops.ollama.plugins.module_utils._ollama_client import (
     ModelIndex,
@@ -252,12 +262,17 @@ RUNNING_KEYS = ("name", "model", "digest", "size", "size_vram", "expires_at", "c
 
 
 def server_facts(client):
-    facts = dict(reachable=False, error=None, base_url=client.base_url, version=None, models=[], running=[])
+    facts = dict(reachable=False, error=None, base_url=client.base_url, version=None, cloud=None, models=[],
+                 running=[])
     try:
         facts["version"] = client.version()
         facts["reachable"] = True
         facts["models"] = [dict((k, m.get(k)) for k in MODEL_KEYS) for m in client.tags()]
         facts["running"] = [dict((k, m.get(k)) for k in RUNNING_KEYS) for m in client.ps()]
+        try:
+            facts["cloud"] = client.cloud()
+        except HTTPStatusError:  # a proxy that does not let this token read /api/status: the rest still stands
+            facts["cloud"] = None
     except OllamaError as exc:
         facts["error"] = exc.msg
     return facts
@@ -335,8 +350,8 @@ def main():
         registry = registry_client_from_params(module.params)
     except OllamaError as exc:
         module.fail_json(msg=exc.msg)
-    facts = dict(reachable=None, error=None, base_url=client.base_url, version=None, models=[], running=[],
-                 hardware=None, check=None)
+    facts = dict(reachable=None, error=None, base_url=client.base_url, version=None, cloud=None, models=[],
+                 running=[], hardware=None, check=None)
     if "server" in module.params["gather"]:
         facts.update(server_facts(client))
     if "hardware" in module.params["gather"]:

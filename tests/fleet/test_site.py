@@ -71,6 +71,9 @@ def test_codex_prints_the_models_answer_on_every_workstation(lab, converged):
         started = time.time()
         assert codex_answer(lab, host) == models.reply("lab/tiny", "latest").strip(), host
         record("codex exec on %s: answered in %.1fs" % (host, time.time() - started))
+        # the role's model catalog names the server's model: Codex does not warn it knows nothing of it
+        assert "Model metadata" not in lab.ssh(host, "cat /tmp/codex.err"), host
+        assert 'model_catalog_json = "/etc/codex/ollama-models.json"' in lab.ssh(host, "cat /etc/codex/config.toml")
         assert codex_answer(lab, host, oss_model=tiny) == models.reply("lab/tiny", "latest").strip(), host
 
 

@@ -120,6 +120,51 @@ def test_use_token_runs_models_but_cannot_manage_them(lab, client, token):
     assert model in [m["name"] for m in lab.api(SERVER, "/api/tags")["models"]]
 
 
+# The server's routes to ollama.com and its accounts, and Ollama 0.34's /api/codex/ (to chatgpt.com and OpenAI), each
+# with the method the server answers it on (server/routes.go).
+CLOUD_ROUTES = [("POST", "/api/experimental/web_search", {"query": "ollama"}),
+                ("POST", "/api/experimental/web_fetch", {"url": "https://ollama.com"}),
+                ("POST", "/api/me", {}), ("POST", "/api/signout", {}),
+                ("DELETE", "/api/user/keys/c3NoLWVkMjU1MTkgQUFBQQ", None),
+                ("POST", "/api/codex/v1/responses", {"model": "gpt-5", "input": "hi"}),
+                ("GET", "/api/codex/v1/models", None)]
+ON_SITE = "this server stays on site"
+
+
+def test_the_server_stays_on_site(lab, client, token):
+    """Issue 12 item 3: the server role turns ollama.com's cloud off (its /api/status says so, as ollama_facts reads
+    it); the proxy refuses the routes that reach ollama.com, its accounts or OpenAI for every token, admin too,
+    unless ollama_proxy_allow_cloud_routes; inference still works."""
+    assert lab.api(SERVER, "/api/status")["cloud"] == {"disabled": True, "source": "env"}
+    assert "OLLAMA_NO_CLOUD=true" in lab.ssh(SERVER, "cat /etc/systemd/system/ollama.service.d/10-environment.conf")
+    for method, path, data in CLOUD_ROUTES:
+        assert curl(lab, path, method=method, data=data)[0] == "401", path  # no token: still the token's 401
+        status, body = curl(lab, path, token=token, method=method, data=data)
+        assert (status, ON_SITE in body) == ("403", True), (path, status, body)
+    status, body = curl(lab, "/v1/chat/completions", token=token, method="POST", data={
+        "model": "%s/lab/tiny:latest" % lab.site["registry"], "messages": [{"role": "user", "content": "hi"}]})
+    assert status == "200" and "Hello from tiny!" in body, body
+    admin = secrets.token_urlsafe(32)
+    tokens = {"ollama_proxy_tokens": [{"name": "workstations", "token": token},
+                                      {"name": "ci", "token": admin, "scope": "admin"}]}
+    try:
+        assert lab.playbook(PROXY_ONLY, limit=SERVER, extra_vars=tokens).rc == 0
+        for method, path, data in CLOUD_ROUTES:
+            status, body = curl(lab, path, token=admin, method=method, data=data)
+            assert (status, ON_SITE in body) == ("403", True), (path, status, body)
+        # the admin token still manages models (a delete of a model that is not there reaches the server: 404)
+        assert curl(lab, "/api/delete", token=admin, method="DELETE", data={"model": "nothing:here"})[0] == "404"
+        # allowed: the request reaches the server, which answers it itself; web search is off there too, by
+        # OLLAMA_NO_CLOUD (/api/me and /api/codex/ would go out whatever OLLAMA_NO_CLOUD says: only the proxy stops them)
+        run = lab.playbook(PROXY_ONLY, limit=SERVER, extra_vars=dict(tokens, ollama_proxy_allow_cloud_routes=True))
+        assert run.rc == 0, run.output[-3000:]
+        status, body = curl(lab, "/api/experimental/web_search", token=admin, method="POST", data={"query": "x"})
+        assert status == "403" and ON_SITE not in body and "web search is unavailable" in body, (status, body)
+    finally:
+        assert lab.playbook(PROXY_ONLY, limit=SERVER).rc == 0
+    assert curl(lab, "/api/me", token=token, method="POST", data={})[0] == "403"
+
+
 def test_tls_is_verified_with_the_generated_ca(lab, client, token):
     # the workstation trusts the proxy's CA (the codex role added it to the host's CAs); a host that does not, refuses
     assert curl(lab, "/api/version", token=token, cacert=False)[0] == "200"
@@ -150,6 +195,10 @@ def test_codex_on_the_workstation_reaches_the_server_with_its_token(lab, client,
     answer = lab.ssh(CLIENT, "cd && env -u OLLAMA_REMOTE_TOKEN timeout 120 codex exec --skip-git-repo-check "
                              "'Say hello.' </dev/null 2>/tmp/codex.err", check=False)
     assert answer.strip() == "Hello from tiny!", lab.ssh(CLIENT, "tail -n 30 /tmp/codex.err")
+    # the catalog was read from the GPU server through the proxy, with the token: Codex knows the model
+    assert "Model metadata" not in lab.ssh(CLIENT, "cat /tmp/codex.err")
+    catalog = json.loads(lab.ssh(CLIENT, "cat /etc/codex/ollama-models.json"))
+    assert "%s/lab/tiny:latest" % lab.site["registry"] in [m["slug"] for m in catalog["models"]]
     log = lab.ssh(SERVER, "cat %s" % LOG)
     assert ' workstations [' in log and '"POST /v1/responses" 200' in log, log
     assert token not in log

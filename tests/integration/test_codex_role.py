@@ -21,10 +21,10 @@ import subprocess
 import threading
 import tomllib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
+from tests.integration.codex_run import PLAYBOOK_ENV, Capture, doctor, exec_header, loaded
 from tests.lab import codex_cli, ollama_build
 from tests.lab.paths import REPO
 
@@ -37,81 +37,6 @@ MODEL = "lab/Coder_x.y-z:7b-q4_K"
 HEADER = 'team "blue" \\ ünï'
 TOKEN = "s3cret-token"
 
-LOOPBACK_ONLY = {  # a dead proxy for everything but loopback
-    "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "ALL_PROXY": "http://127.0.0.1:9",
-    "NO_PROXY": "127.0.0.1,localhost,::1",
-}
-PLAYBOOK_ENV = {"ANSIBLE_PIPELINING": "1"}
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Running the real CLI
-
-
-def run_codex(cli, args, home, env=None, system_dir=None, ollama_on_11434=None, cwd=None, timeout=90):
-    """Run `codex ARGS` with HOME=home (and CODEX_HOME unset unless env sets it); return CompletedProcess.
-
-    system_dir: bind-mounted over /etc/codex in a private mount namespace.
-    ollama_on_11434: a directory; a real `ollama serve` is started on 127.0.0.1:11434 in a private network
-    namespace (Codex's built-in `ollama` provider's address), with its state there.
-    """
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("CODEX_", "OPENAI_", "OLLAMA_"))}
-    full_env.update(HOME=str(home), RUST_BACKTRACE="0", LANG="C.UTF-8", **LOOPBACK_ONLY)
-    full_env.update(env or {})
-    command = [str(cli.binary)] + list(args)
-    if system_dir or ollama_on_11434:
-        lines = ["set -e"]
-        if system_dir:
-            overlay = Path(system_dir).parent / ".etc-overlay"
-            for sub in ("upper", "work"):
-                (overlay / sub).mkdir(parents=True, exist_ok=True)
-            lines += ["mount -t overlay overlay -o lowerdir=/etc,upperdir={0}/upper,workdir={0}/work /etc".format(overlay),
-                      "mkdir -p /etc/codex",
-                      "mount --bind %s /etc/codex" % system_dir]
-        if ollama_on_11434:
-            lines += ["ip link set lo up",
-                      "HOME={0} OLLAMA_HOST=127.0.0.1:11434 OLLAMA_MODELS={0}/models {1} serve >{0}/serve.log 2>&1 &"
-                      .format(ollama_on_11434, ollama_build.binary_path(ollama_build.VERSIONS[0])),
-                      "serve=$!",
-                      "trap 'kill $serve; wait $serve' EXIT",
-                      "for i in $(seq 150); do curl -sf --noproxy '*' http://127.0.0.1:11434/api/version >/dev/null"
-                      " && break; sleep 0.1; done"]
-        lines += ["set +e", '"$@"']
-        command = (["unshare", "--mount", "--propagation", "private"] + (["--net"] if ollama_on_11434 else [])
-                   + ["bash", "-c", "\n".join(lines), "codex"] + command)
-    return subprocess.run(command, env=full_env, cwd=str(cwd or home), stdin=subprocess.DEVNULL, check=False,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout)
-
-
-def doctor(cli, home, **kwargs):
-    """`codex doctor --json`: the report's checks, by id."""
-    proc = run_codex(cli, ["doctor", "--json"], home, **kwargs)
-    try:
-        report = json.loads(proc.stdout)
-    except ValueError:
-        raise AssertionError("codex doctor printed no JSON (rc %s):\n%s\n%s"
-                             % (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:]))
-    assert report["codexVersion"] == codex_cli.VERSION
-    return report["checks"]
-
-
-def exec_header(cli, home, profile=None, env=None):
-    """`codex [--profile P] exec --strict-config`: the `key: value` lines it prints before the turn, and the output."""
-    args = (["--profile", profile] if profile else []) + ["exec", "--skip-git-repo-check", "--strict-config", "hi"]
-    proc = run_codex(cli, args, home, env=env)
-    out = proc.stdout + proc.stderr
-    header = dict(line.split(": ", 1) for line in out.splitlines()
-                  if line.split(":", 1)[0] in ("model", "provider", "approval", "sandbox", "reasoning effort"))
-    return header, out
-
-
-def loaded(checks):
-    """The config.load check must be ok: loaded, nothing ignored. Returns its details."""
-    load = checks["config.load"]
-    assert load["status"] == "ok", json.dumps(load, indent=1)
-    assert "startup warning" not in load["details"], load["details"]
-    return load["details"]
-
 
 @pytest.fixture(scope="module")
 def codex():
@@ -120,40 +45,6 @@ def codex():
 
 # ---------------------------------------------------------------------------------------------------------------
 # A real HTTP server that records what Codex sends (headers, token, body) and answers like a provider would not.
-
-
-class Capture:
-    def __init__(self):
-        self.requests = []
-        capture = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _answer(self, status, doc):
-                body = json.dumps(doc).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_GET(self):
-                self._answer(200, {"object": "list", "data": []})
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                capture.requests.append((self.path, self.headers, body))
-                self._answer(400, {"error": {"message": "recorded by the test", "type": "invalid_request_error"}})
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -195,6 +86,8 @@ def remote(ollama_server, capture, tmp_path_factory):
         "codex_sandbox_mode": "workspace-write",
         "codex_extra_settings": {"check_for_update_on_startup": False},
         "codex_system_config_dir": str(sysdir),
+        # the catalog is test_codex_catalog.py's: the models of this shared server depend on the tests run before
+        "codex_model_catalog": False,
         "codex_users": [
             {"name": "nobody", "home": str(nobody_home), "profiles": {
                 "fast": {"model": "small:1b", "model_reasoning_effort": "minimal", "sandbox_mode": "read-only"},
@@ -374,7 +267,8 @@ def test_local_provider_on_the_default_port_is_codex_builtin(codex, playbook, tm
     ollama_build.build(ollama_build.VERSIONS[0])
     sysdir = tmp_path / "etc-codex"
     run = playbook(TARGET / "render.yml", extra_vars={
-        "codex_provider": "local", "codex_model": "qwen2.5-coder:1.5b", "codex_system_config_dir": str(sysdir)},
+        "codex_provider": "local", "codex_model": "qwen2.5-coder:1.5b", "codex_system_config_dir": str(sysdir),
+        "codex_model_catalog": False},  # the machine's own port 11434 is not this test's server
         env=PLAYBOOK_ENV)
     assert run.rc == 0, run.output[-4000:]
     doc = tomllib.loads((sysdir / "config.toml").read_text())
@@ -396,6 +290,7 @@ def test_local_provider_on_another_port_is_a_custom_provider(codex, ollama_serve
     home.mkdir()
     run = playbook(TARGET / "render.yml", extra_vars={
         "codex_provider": "local", "codex_local_port": ollama_server.port, "codex_system_config": False,
+        "codex_model_catalog": False,
         "codex_users": [{"name": "root", "home": str(home)}]}, env=PLAYBOOK_ENV)
     assert run.rc == 0, run.output[-4000:]
     doc = tomllib.loads((home / ".codex" / "config.toml").read_text())
@@ -444,6 +339,25 @@ REFUSALS = [
          expect="""invalid model name 'lab/"quoted":7b': the model '"quoted"' may not start with '"'"""),
     dict(name="unknown user", codex_users=[{"name": "no-such-user-here"}],
          expect="codex_users: no-such-user-here is not a user on localhost"),
+    # the host's policy (test_codex_policy.py shows what Codex does with it)
+    dict(name="sandbox policy without read-only", codex_allowed_sandbox_modes=["workspace-write"],
+         expect='codex_allowed_sandbox_modes ["workspace-write"] must include read-only'),
+    dict(name="approval outside the policy", codex_approval_policy="never",
+         codex_allowed_approval_policies=["on-request"],
+         expect="approval_policy never is outside the host's policy"),
+    dict(name="a profile's sandbox outside the policy", codex_allowed_sandbox_modes=["read-only"],
+         codex_profiles={"yolo": {"sandbox_mode": "danger-full-access"}},
+         expect="sandbox_mode danger-full-access is outside the host's policy"),
+    dict(name="a user's web search outside the policy", codex_allowed_web_search_modes=["cached"],
+         codex_users=[{"name": "nobody", "home": "/nonexistent", "settings": {"web_search": "live"}}],
+         expect="codex_users: nobody: web_search live is outside the host's policy"),
+    dict(name="MCP entry with a command and a URL",
+         codex_allowed_mcp_servers={"docs": {"command": "/usr/bin/docs", "url": "https://x.example.com"}},
+         expect='codex_allowed_mcp_servers: "docs": each entry is a name'),
+    dict(name="MCP entry that is a string", codex_allowed_mcp_servers={"docs": "/usr/bin/docs"},
+         expect='codex_allowed_mcp_servers: "docs": each entry is a name'),
+    dict(name="unknown approval policy", codex_allowed_approval_policies=["sometimes"],
+         expect="codex_allowed_approval_policies"),
 ]
 
 
@@ -533,7 +447,7 @@ def test_install_cli_verified_from_the_registry_idempotent_and_switchable(codex,
         (bindir / "codex").symlink_to(old)
         variables = {"codex_cli_install": True, "codex_cli_registry_url": mirror.url + "/",
                      "codex_cli_install_dir": str(install), "codex_cli_bin_dir": str(bindir),
-                     "codex_system_config": False}
+                     "codex_system_config": False, "codex_model_catalog": False}
 
         check = playbook(TARGET / "render.yml", extra_vars=variables, check=True, env=PLAYBOOK_ENV)
         assert check.rc == 0, check.output[-4000:]
@@ -569,7 +483,7 @@ def test_install_cli_refuses_a_package_that_does_not_match_its_checksum(codex, p
     run = playbook(TARGET / "render.yml", extra_vars={
         "codex_cli_install": True, "codex_cli_tarball_src": str(codex.tarball), "codex_cli_checksum": wrong,
         "codex_cli_install_dir": str(tmp_path / "opt-codex"), "codex_cli_bin_dir": str(tmp_path / "bin"),
-        "codex_system_config": False}, env=PLAYBOOK_ENV)
+        "codex_system_config": False, "codex_model_catalog": False}, env=PLAYBOOK_ENV)
     assert run.rc != 0
     digest = base64.b64decode(codex.integrity.split("-", 1)[1]).hex()
     assert "%s has sha512 %s, expected %s" % (codex.tarball, digest, wrong.split(":", 1)[1]) in run.output

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -58,9 +59,14 @@ def test_a_pulled_model_answers_and_codex_prints_its_answer(ollama_server, regis
     # as on a host whose server is not on 11434), which takes the model only from -m: with --oss, Codex 0.171 asks
     # for gpt-oss:20b whatever the config says
     oss = {"CODEX_OSS_BASE_URL": ollama_server.url + "/v1"}
+    # the role's model catalog tells Codex the model's context (the server's 8192), so Codex does not warn that it
+    # knows nothing of the model (tests/integration/test_codex_catalog.py shows the catalog in detail)
+    catalog = json.loads(Path(config["model_catalog_json"]).read_text())
+    assert [(m["slug"], m["context_window"]) for m in catalog["models"]] == [(config["model"], 8192)]
     for args, env in (((), {}), (("--oss", "-m", config["model"]), oss)):
         codex = codex_exec(home, *args, **env)
         assert codex.returncode == 0, codex.stderr[-3000:]
         assert codex.stdout.strip() == "Hello from tiny!", args
+        assert "Model metadata" not in codex.stderr, codex.stderr[-3000:]
     ignored = codex_exec(home, "--oss", **oss)
     assert ignored.returncode != 0 and "Pulling model gpt-oss:20b" in ignored.stderr, ignored.stderr[-2000:]
