@@ -19,7 +19,7 @@ description:
     host that matches runs nothing else; a part that differs runs exactly as it would without this check.
   - Read-only. It changes nothing, in check mode or not, and so always returns C(changed=false).
   - A part is said to differ whenever its state cannot be read (a file that cannot be opened, a server that does not
-    answer, a registry that cannot be reached for a C(latest) model): the role then decides, as it always did.
+    answer, a registry that cannot be reached for a C(latest) model); the role then decides, as it always did.
 requirements:
   - Python 3.9 or newer on the managed host; systemd's C(systemctl) for O(parts) with C(units); C(dpkg-query) for
     C(packages); C(openssl) for C(cert_valid_for).
@@ -28,15 +28,21 @@ author:
 extends_documentation_fragment:
   - llmops.ollama.api
   - llmops.ollama.api.attributes
+  - llmops.ollama.registry
   - llmops.ollama.attributes
+  - llmops.ollama.attributes.facts
 attributes:
   check_mode:
     support: full
     details: Reads the same things in check mode; it never changes anything.
   diff_mode:
-    support: none
+    support: N/A
+    details: It changes nothing, so there is nothing to show; RV(drift) says what differs.
   idempotent:
     support: full
+  facts:
+    support: full
+    details: Only with O(facts=true).
 options:
   parts:
     description:
@@ -44,7 +50,7 @@ options:
         keys, all optional.
       - C(paths), a list of C(path) with its wanted state. C(type) is V(file) (the default), V(directory), V(link) or
         V(absent);
-        V(file) may give C(sha256) (of the whole file), C(lines) (a list of C(prefix), C(sha256): the last line
+        V(file) may give C(sha256) (of the whole file), C(lines) (a list of C(prefix) and C(sha256); the last line
         starting with the prefix has that sha256, without its line break) and C(cert_valid_for) (seconds the
         certificate in the file must stay valid); V(link) gives C(target); any type but V(absent) may give C(owner),
         C(group) (names; V(~) is the owner's primary group) and C(mode) (octal, as V("0644")). A path starting with C(~user/) is in that user's home.
@@ -53,13 +59,13 @@ options:
         (supplementary groups the user must be in, among those the host has).
       - C(groups), a list of group names the host must have.
       - C(packages), a list of Debian packages that must be installed.
-      - C(server), the Ollama server: C(url) (default O(base_url), as M(llmops.ollama.ollama_model) reads it, with the
-        other connection options), C(version) (the version it must answer), C(models) (as the O(models)
-        option of M(llmops.ollama.ollama_model): names or C(name), C(state) with V(present), V(latest) or V(absent)),
+      - C(server), the Ollama server, with C(url) (default O(base_url), as M(llmops.ollama.ollama_model) reads it, with the
+        other connection options), C(version) (the version it must answer), C(models) (as the C(models)
+        option of M(llmops.ollama.ollama_model), names or C(name) and C(state) with V(present), V(latest) or V(absent)),
         C(purge) (no other model), C(insecure) (plain-HTTP registries, for V(latest)), C(timeout) (seconds).
       - C(read), a list of files whose text is returned in RV(found) (public files only, such as a CA certificate,
         or files whose wanted content the controller can only tell afterwards).
-      - C(gpu), a dictionary with C(requirements) (as the requirements option of M(llmops.ollama.ollama_facts)): the
+      - C(gpu), a dictionary with C(requirements) (as the requirements option of M(llmops.ollama.ollama_facts)); the
         part holds on a host without GPUs whose check against those requirements has no GPU or driver failure (a host
         with GPUs runs the GPU checks every time). The check's C(compute), C(summary) and C(problems) are in
         RV(found).
@@ -81,7 +87,7 @@ seealso:
   - module: llmops.ollama.ollama_model
   - module: llmops.ollama.ollama_facts
 notes:
-  - The roles of this collection call it as their first task; see each role's C(tasks/main.yml) and C(vars/state.yml).
+  - The roles of this collection call it as their first task; see each role's C(tasks/state.yml) and the wanted state in its C(vars/main.yml).
 """
 
 EXAMPLES = r"""
@@ -150,18 +156,15 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.parsing.convert_bool import boolean
 
-from ansible_collections.llmops.ollama.plugins.module_utils._client import (
-    OllamaError,
-    api_argument_spec,
-    client_from_params,
+from ansible_collections.llmops.ollama.plugins.module_utils._http import OllamaError
+from ansible_collections.llmops.ollama.plugins.module_utils._ollama_client import api_argument_spec, client_from_params
+from ansible_collections.llmops.ollama.plugins.module_utils._registry_client import (
+    registry_argument_spec,
+    registry_client_from_params,
 )
 from ansible_collections.llmops.ollama.plugins.module_utils._hardware import gather as gather_hardware
 from ansible_collections.llmops.ollama.plugins.module_utils._requirements import DEFAULTS, check_host
-from ansible_collections.llmops.ollama.plugins.module_utils._names import (
-    InvalidModelName,
-    parse_model_list,
-    parse_model_name,
-)
+from ansible_collections.llmops.ollama.plugins.module_utils._names import InvalidModelName, parse_model_list
 
 PATH_KEYS = ("path", "type", "sha256", "lines", "owner", "group", "mode", "target", "cert_valid_for")
 PART_KEYS = ("paths", "units", "users", "groups", "packages", "server", "gpu", "read")
@@ -176,6 +179,7 @@ class Reader(object):
         self.paths = {}
         self.units = {}
         self.servers = {}
+        self.registries = {}
         self.gpu = None
         self.read = set()
 
@@ -230,7 +234,8 @@ class Reader(object):
             rc, out, err = self.module.run_command(["systemctl", "show", "-p", "LoadState", "-p", "ActiveState",
                                                     "-p", "UnitFileState", "--", name])
             props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line) if rc == 0 else {}
-            self.units[name] = props or dict(error=(err or out).strip() or "systemctl failed")
+            said = "; ".join(line.strip() for line in (err or out).splitlines() if line.strip())
+            self.units[name] = props or dict(error=said or "systemctl failed")
         return self.units[name]
 
     def package_installed(self, name):
@@ -241,23 +246,23 @@ class Reader(object):
     def server(self, url, timeout):
         """The server at `url` (None: the module's base_url, else as ollama_model finds it), read once."""
         if url not in self.servers:
-            entry = dict(client=None, version=None, models=None, error=None)
+            entry = dict(client=None, version=None, index=None, error=None)
             try:
                 entry["client"] = client = client_from_params(dict(
                     self.module.params, base_url=url or self.module.params["base_url"],
                     timeout=timeout or self.module.params["timeout"]))
                 entry["version"] = client.version()
-                entry["models"] = {}
-                for model in client.tags():
-                    try:
-                        key = parse_model_name(model.get("name") or model.get("model") or "").key
-                    except InvalidModelName:
-                        continue
-                    entry["models"][key] = dict(name=model.get("name"), digest=model.get("digest"))
+                entry["index"] = client.models()
             except OllamaError as exc:
                 entry["error"] = exc.msg
             self.servers[url] = entry
         return self.servers[url]
+
+    def registry(self, timeout):
+        """The registry client (as ollama_model reads a registry: from this host, with its own TLS settings)."""
+        if timeout not in self.registries:
+            self.registries[timeout] = registry_client_from_params(self.module.params, timeout=timeout)
+        return self.registries[timeout]
 
 
 def _name(lookup, number, attr):
@@ -278,8 +283,8 @@ def check_path(reader, path, want, reasons):
             reasons.append("%s: it is there (a %s) and should not be" % (path, have["type"]))
         return
     if have["type"] != kind:
-        reasons.append("%s: %s, not a %s" % (path, "missing" if have["type"] == "absent" else "a " + have["type"],
-                                               kind))
+        found = "missing" if have["type"] == "absent" else "a " + have["type"]
+        reasons.append("%s: %s, not a %s" % (path, found, kind))
         return
     wanted = dict(owner=want.get("owner"), group=want.get("group"))
     if wanted["group"] == "~" and wanted["owner"] is not None:  # the owner's primary group
@@ -353,7 +358,8 @@ def _group_exists(name):
 
 
 def check_server(reader, want, reasons):
-    have = reader.server(want.get("url") or None, int(want.get("timeout") or 0) or None)
+    timeout = int(want.get("timeout") or 0) or None
+    have = reader.server(want.get("url") or None, timeout)
     url = have["client"].base_url if have["client"] else want.get("url")
     if have["error"]:
         reasons.append("server %s: %s" % (url, have["error"]))
@@ -368,26 +374,29 @@ def check_server(reader, want, reasons):
     except InvalidModelName as exc:
         reasons.append("models: %s" % exc)
         return
+    index = have["index"]
+    insecure = boolean(want.get("insecure") or False)
     for given, parsed, state in wanted:
-        local = have["models"].get(parsed.key)
+        local = index.get(parsed)
         if state == "absent":
             if local:
                 reasons.append("model %s: on the server, and listed as absent" % given)
         elif not local:
             reasons.append("model %s: not on the server" % given)
         elif state == "latest":
-            try:
-                digest = have["client"].registry_manifest(parsed, boolean(want.get("insecure") or False))[0]
+            try:  # the name as the server stores it, which is what it asks the registry for (as ollama_model does)
+                digest = reader.registry(timeout or reader.module.params["timeout"]).manifest(
+                    index.stored(parsed), insecure)[0]
             except OllamaError as exc:
                 reasons.append("model %s: cannot tell whether it is the latest (%s)" % (given, exc.msg))
                 continue
             if digest != local.get("digest"):
                 reasons.append("model %s: the registry has a newer build" % given)
     if boolean(want.get("purge") or False):
-        listed = set(parsed.key for _g, parsed, state in wanted if state != "absent")
-        for key, local in sorted(have["models"].items()):
+        listed = set(parsed.key for _g, parsed, _state in wanted)
+        for key, local in index.items():
             if key not in listed:
-                reasons.append("model %s: on the server, not listed (purge)" % local["name"])
+                reasons.append("model %s: on the server, not listed (purge)" % local.get("name"))
 
 
 def check_gpu(reader, want, reasons):
@@ -489,6 +498,7 @@ def compare(reader, parts):
 
 def main():
     argument_spec = api_argument_spec()
+    argument_spec.update(registry_argument_spec())
     argument_spec.update(parts=dict(type="dict", default={}), roles=dict(type="dict", default={}),
                          facts=dict(type="bool", default=False))
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -504,7 +514,7 @@ def main():
                             for p, e in reader.paths.items()),
                  units=reader.units,
                  server=dict((str(u), dict(version=e["version"], error=e["error"],
-                                      models=sorted(m["name"] for m in (e["models"] or {}).values())))
+                                           models=e["index"].listed() if e["index"] is not None else []))
                              for u, e in reader.servers.items()),
                  gpu=reader.gpu)
     for path, entry in reader.paths.items():
