@@ -209,7 +209,7 @@ def _kind(value):
 
 
 def _show(value):
-    text = json.dumps(value) if isinstance(value, (str, int, float, bool, type(None))) else _kind(value)
+    text = json.dumps(value) if value is None or isinstance(value, (str, int, float, bool)) else _kind(value)
     return text[:80]
 
 

@@ -80,7 +80,7 @@ options:
   facts:
     description:
       - Also return the facts the roles read (the C(platform), C(distribution) and C(service_mgr) subsets of
-        M(ansible.builtin.setup)) as C(ansible_facts), so a play can leave C(gather_facts) off.
+        C(ansible.builtin.setup)) as C(ansible_facts), so a play can leave C(gather_facts) off.
     type: bool
     default: false
 seealso:
@@ -399,10 +399,18 @@ def check_server(reader, want, reasons):
                 reasons.append("model %s: on the server, not listed (purge)" % local.get("name"))
 
 
+def _spec_type(value):
+    """The argument spec type of a default requirement's value."""
+    for kind, name in ((bool, "bool"), (int, "int"), (float, "float"), (list, "list"), (dict, "dict")):
+        if isinstance(value, kind):
+            return name
+    return "str"
+
+
 def check_gpu(reader, want, reasons):
     """The gpu key: holds on a host without GPUs whose check (as ollama_facts makes it) has no GPU failure."""
     given = dict((k, v) for k, v in (want.get("requirements") or {}).items() if v is not None)
-    types = dict((key, "list" if isinstance(value, list) else type(value).__name__) for key, value in DEFAULTS.items())
+    types = dict((key, _spec_type(value)) for key, value in DEFAULTS.items())
     spec = dict((key, dict(type=kind, elements="str") if kind == "list" else dict(type=kind)) for key, kind in types.items())
     validated = ArgumentSpecValidator(spec).validate(given)
     if validated.error_messages or validated.unsupported_parameters:
