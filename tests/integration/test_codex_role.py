@@ -341,6 +341,7 @@ REFUSALS = [
          expect="codex_users: no-such-user-here is not a user on localhost"),
     # the host's policy (test_codex_policy.py shows what Codex does with it)
     dict(name="sandbox policy without read-only", codex_allowed_sandbox_modes=["workspace-write"],
+         codex_sandbox_mode="workspace-write",
          expect='codex_allowed_sandbox_modes ["workspace-write"] must include read-only'),
     dict(name="approval outside the policy", codex_approval_policy="never",
          codex_allowed_approval_policies=["on-request"],

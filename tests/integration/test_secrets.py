@@ -34,7 +34,8 @@ def test_header_values_are_not_shown(module, server):
     _code, result = run_module(module, args)
     text = json.dumps(result)
     assert HEADER_SECRET not in text, text
-    assert result["invocation"]["module_args"]["headers"] == {"X-Proxy-Auth": "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"}
+    if "invocation" in result:  # ansible-core 2.21 leaves the invocation out of a module's result
+        assert result["invocation"]["module_args"]["headers"] == {"X-Proxy-Auth": "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"}
 
 
 def bundle(tmp_path, name):
@@ -76,7 +77,8 @@ def test_a_bundle_url_login_goes_to_the_bundle_server_only(server, tmp_path):
     assert result["models"][0]["digest_after"] == index["models"]["site.example:5000/team/secret-model:latest"]["digest"]
     assert {s["headers"].get("Authorization", "")[:6] for s in srv.seen} == {"Basic "}
     assert PASSWORD not in json.dumps(result)
-    assert result["invocation"]["module_args"]["bundle_url"] == "http://team:********@127.0.0.1:%d/" % srv.port
+    if "invocation" in result:  # ansible-core 2.21 leaves the invocation out of a module's result
+        assert result["invocation"]["module_args"]["bundle_url"] == "http://team:********@127.0.0.1:%d/" % srv.port
 
 
 def test_a_bundle_server_refusing_the_login_is_named_without_the_password(server, tmp_path):
