@@ -7,7 +7,8 @@
 #   ansible-builder create (docs/ee/execution-environment.yml), and introspect of the installed collection;
 #   ansible-test units (tests/ecosystem/units.sh).
 # The tools are pinned in tests/ecosystem/requirements*.txt and installed into virtualenvs of their own under
-# .lab/ecosystem; the docsite is left in .lab/ecosystem/docsite/build/html.
+# ~/.cache/llmops-ollama (LLMOPS_VENV_CACHE; each made again when its pins change); the docsite is left in
+# .lab/ecosystem/docsite/build/html.
 #
 #   tests/ecosystem/run.sh          run every check
 #   tests/ecosystem/run.sh docs     write docs/docsite/rst/ from docs/*.md and CHANGELOG.md from changelogs/
@@ -15,8 +16,9 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
 state=${ECOSYSTEM_STATE:-$repo/.lab/ecosystem}
-tools=$state/tools
-importer=$state/importer
+venvs=${LLMOPS_VENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/llmops-ollama}
+tools=$venvs/ecosystem-tools
+importer=$venvs/galaxy-importer
 work=$(mktemp -d -t llmops-ecosystem.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 timings=()
@@ -121,7 +123,7 @@ changelog() {
 }
 
 extra_checks() {
-  "$tools/bin/nox" -f noxfile.py --envdir "$state/nox" -e extra-checks
+  "$tools/bin/nox" -f noxfile.py --envdir "$venvs/nox" --reuse-venv=yes -e extra-checks
 }
 
 execution_environment() {

@@ -1,15 +1,4 @@
 #!/usr/bin/env bash
 # `ansible-test units` as the ecosystem runs it: from a copy of the work tree laid out as
 # ansible_collections/llmops/ollama, with tests/unit/requirements.txt installed by ansible-test itself.
-set -euo pipefail
-repo=$(cd "$(dirname "$0")/../.." && pwd)
-out=$(mktemp -d -t llmops-units.XXXXXX)  # outside any git work tree, or ansible-test sees ignored files
-trap 'rm -rf "$out"' EXIT
-pip_version=$(python3 -c "import ansible_test._internal.python_requirements as r, re, inspect; \
-print(re.search(r\"pip='([0-9.]+)'\", inspect.getsource(r)).group(1))")
-cache=~/.ansible/test/cache/get_pip_${pip_version//./_}.py
-[ -f "$cache" ] || { mkdir -p "$(dirname "$cache")"; cp "$repo/tests/sanity/get_pip_offline.py" "$cache"; }
-mkdir -p "$out/ansible_collections/llmops/ollama"
-(cd "$repo" && git ls-files -co --exclude-standard -z | xargs -0 tar -cf - | tar -xf - -C "$out/ansible_collections/llmops/ollama")
-cd "$out/ansible_collections/llmops/ollama"
-ansible-test units --python "$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')" --requirements "$@"
+exec "$(dirname "$0")/../lab/ansible_test.sh" units "$@"

@@ -1,22 +1,31 @@
 #!/usr/bin/env bash
-# alongside.sh LOG BACKGROUND_COMMAND -- FOREGROUND_COMMAND...
-# Run one command in the background (its output to LOG, shown when it ends) while another runs in the foreground;
-# exit 1 if either failed. `make test` runs the ansible-core matrix beside everything it runs on the main release
-# (much of each test waits: on throttled pulls, timeouts, the lab hosts, the Codex CLI).
+# alongside.sh LOG COMMAND [LOG COMMAND ...] -- FOREGROUND_COMMAND...
+# Run each COMMAND in the background (its output to its LOG, shown when it ends) while the foreground command runs;
+# exit 1 if any of them failed. `make test` runs the ansible-core matrix and the main release's unit and integration
+# tests beside the parts that need the lab fleet: much of each test's time is waiting (on throttled pulls, timeouts,
+# the lab hosts, the Codex CLI), so the machine's cores stay busy.
 set -uo pipefail
-log=$1
-background=$2
-shift 2
-[ "${1:-}" = "--" ] && shift
-bash -c "$background" >"$log" 2>&1 &
-pid=$!
+logs=() commands=() pids=()
+while [ "$#" -ge 2 ] && [ "$1" != "--" ]; do
+  logs+=("$1") commands+=("$2")
+  bash -c "$2" >"$1" 2>&1 &
+  pids+=("$!")
+  shift 2
+done
+[ "${1:-}" = "--" ] || { echo "usage: alongside.sh LOG COMMAND [LOG COMMAND ...] -- COMMAND..." >&2; exit 2; }
+shift
 "$@"
 fg_rc=$?
-wait "$pid"
-bg_rc=$?
-echo "===== $background (exit $bg_rc), its output:"
-cat "$log"
-if [ "$fg_rc" != 0 ] || [ "$bg_rc" != 0 ]; then
-  echo "alongside: failed: $* (exit $fg_rc); $background (exit $bg_rc)" >&2
+failed=()
+[ "$fg_rc" = 0 ] || failed+=("$* (exit $fg_rc)")
+for i in "${!pids[@]}"; do
+  wait "${pids[$i]}"
+  rc=$?
+  echo "===== ${commands[$i]} (exit $rc), its output:"
+  cat "${logs[$i]}"
+  [ "$rc" = 0 ] || failed+=("${commands[$i]} (exit $rc)")
+done
+if ((${#failed[@]})); then
+  printf 'alongside: failed: %s\n' "${failed[@]}" >&2
   exit 1
 fi

@@ -1,7 +1,7 @@
 """Every ansible-core the collection claims, tested: sanity, unit and integration tests in one virtualenv per release.
 
 `make test` runs every test (fleet included) with ANSIBLE_CORE_MAIN on the machine's Python. This runs, for each
-other release in tests/lab/versions.py ANSIBLE_CORE, in LAB_STATE/venvs/ansible-core-<series> on the Python that
+other release in tests/lab/versions.py ANSIBLE_CORE, in VENV_CACHE/ansible-core-<series> on the Python that
 release supports:
 
 - `ansible-test sanity` (tests/sanity/run.sh, with that release's ansible-test and its own test requirements);
@@ -24,10 +24,10 @@ import sys
 import time
 
 from tests.lab.errors import LabError
-from tests.lab.paths import LAB_STATE, REPO
+from tests.lab.paths import LAB_STATE, REPO, VENV_CACHE
 from tests.lab.versions import ANSIBLE_CORE, ANSIBLE_CORE_MAIN, ROLE_TESTS
 
-VENVS = LAB_STATE / "venvs"
+VENVS = VENV_CACHE  # each made again when its pins change (its stamp file)
 RESULTS = LAB_STATE / "matrix.txt"
 PARTS = ("sanity", "unit", "integration")
 

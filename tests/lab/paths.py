@@ -10,6 +10,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 LAB_CACHE = Path(os.environ.get("LAB_CACHE", "/var/cache/llmops-ollama-lab"))
 LAB_STATE = Path(os.environ.get("LAB_STATE", REPO / ".lab"))
+# Virtualenvs of pinned test tools (the ansible-core matrix, the ecosystem's tools): a package cache like pip's, each
+# made again when its pins change, shared by the clones of the machine.
+VENV_CACHE = Path(os.environ.get("LLMOPS_VENV_CACHE",
+                                 Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "llmops-ollama"))
 
 # The lab network: one bridge on the machine, each host in its own network namespace behind a veth.
 BRIDGE = os.environ.get("LAB_BRIDGE", "llmlab0")

@@ -48,5 +48,7 @@ ANSIBLE_CORE = (
     ("2.21", "2.21.5", "3.13", "all"),
 )
 ANSIBLE_CORE_MAIN = "2.19.14"
-# The integration tests of the roles (run where the row says "all").
-ROLE_TESTS = ("tests/integration/test_codex_role.py", "tests/integration/test_proxy_validate.py")
+# The integration tests of the roles (run where the row says "all"): the codex role (its files, policy and model
+# catalog, checked with the real Codex CLI) and the proxy role's validation.
+ROLE_TESTS = ("tests/integration/test_codex_role.py", "tests/integration/test_codex_policy.py",
+              "tests/integration/test_codex_catalog.py", "tests/integration/test_proxy_validate.py")
