@@ -18,6 +18,7 @@ import tempfile
 import time
 import urllib.request
 
+from bench.report import write_section
 from tests.lab import models as lab_models
 from tests.lab.__main__ import up as lab_up
 from tests.lab.ansible_run import ansible_env, run_playbook
@@ -135,7 +136,7 @@ def report(args, hosts, names, model_bytes, f):
         ("per host, ollama_facts", "", "%.2f s" % h["ollama_facts"], "", ""),
     ]
     lines = [
-        "# Rollout benchmark",
+        "## Rollouts",
         "",
         "`python3 -m bench.rollout --hosts %d --models %d --size-mb %d` on %s, %d cores, %.0f GiB; lab fleet of %d Debian "
         "hosts (systemd-nspawn, SSH, forks 10); %d models, %.1f MB in all; %s." % (
@@ -153,8 +154,7 @@ def report(args, hosts, names, model_bytes, f):
     ] + ["| %s | %s | %s | %s | %s |" % r for r in rows]
     text = "\n".join(lines) + "\n"
     print(text)
-    with open(args.output, "w") as out:
-        out.write(text)
+    write_section(args.output, "rollout", text)
 
 
 if __name__ == "__main__":
