@@ -261,6 +261,45 @@ def test_what_codex_sends_token_header_and_model_exactly(remote, codex, capture)
     assert json.loads(body)["model"] == MODEL
 
 
+def test_the_token_can_come_from_a_command_instead_of_a_file(codex, capture, playbook, tmp_path):
+    """codex_remote_auth_command: the role writes the provider's auth table and no .env; the real Codex runs the
+    command and sends what it printed as the bearer token (to the capture server, which records the request)."""
+    secret = tmp_path / "secret-store" / "ollama-token"
+    secret.parent.mkdir(mode=0o700)
+    secret.write_text(TOKEN + "\n")
+    command = tmp_path / "ollama-token"
+    command.write_text('#!/bin/sh\n# the token for the team given, from the site\'s secret store\n'
+                       '[ "$1" = --team ] && [ "$2" = blue ] || exit 3\nexec cat "%s"\n' % secret)
+    command.chmod(0o755)
+    home = tmp_path / "home"
+    home.mkdir()
+    variables = {"codex_provider": "remote", "codex_remote_url": capture.url, "codex_model": MODEL,
+                 "codex_remote_auth_command": {"command": str(command), "args": ["--team", "blue"],
+                                               "timeout_ms": 5000, "refresh_interval_ms": 300000},
+                 "codex_request_max_retries": 0, "codex_stream_max_retries": 0,
+                 "codex_system_config": False, "codex_model_catalog": False,
+                 "codex_users": [{"name": "root", "home": str(home)}]}
+    first = playbook(TARGET / "render.yml", extra_vars=variables, env=PLAYBOOK_ENV)
+    assert first.rc == 0, first.output[-4000:]
+    provider = tomllib.loads((home / ".codex" / "config.toml").read_text())["model_providers"]["ollama-remote"]
+    assert provider["auth"] == {"command": str(command), "args": ["--team", "blue"], "timeout_ms": 5000,
+                                "refresh_interval_ms": 300000}
+    assert "env_key" not in provider
+    assert not (home / ".codex" / ".env").exists()  # no token in a file
+    assert TOKEN not in first.output
+    loaded(doctor(codex, home))
+
+    before = len(capture.requests)
+    header, out = exec_header(codex, home)
+    assert header["provider"] == "ollama-remote", out[-2000:]
+    sent = capture.requests[before:]
+    assert sent, out[-2000:]
+    assert sent[0][1]["Authorization"] == "Bearer " + TOKEN
+
+    second = playbook(TARGET / "render.yml", extra_vars=variables, env=PLAYBOOK_ENV)
+    assert second.rc == 0 and changed(second) == 0, second.output[-4000:]
+
+
 def test_local_provider_on_the_default_port_is_codex_builtin(codex, playbook, tmp_path):
     """Port 11434: nothing to define, `ollama` is built in. Proved against a real Ollama on 127.0.0.1:11434 in a
     private network namespace (the machine's own port 11434 is not touched)."""
@@ -359,6 +398,25 @@ REFUSALS = [
          expect='codex_allowed_mcp_servers: "docs": each entry is a name'),
     dict(name="unknown approval policy", codex_allowed_approval_policies=["sometimes"],
          expect="codex_allowed_approval_policies"),
+    # the token from a command (the provider's auth table)
+    dict(name="auth command and a token", codex_remote_auth_command={"command": "/usr/bin/token"},
+         codex_remote_token="s3cret", expect="codex_remote_auth_command and a token"),
+    dict(name="auth command and an env_key", codex_remote_auth_command={"command": "/usr/bin/token"},
+         codex_env_key="OLLAMA_TOKEN", expect="codex_remote_auth_command and a token"),
+    dict(name="auth command for the local server", codex_provider="local",
+         codex_remote_auth_command={"command": "/usr/bin/token"},
+         expect="codex_remote_auth_command is given, but codex_provider is not remote"),
+    dict(name="auth command without a command", codex_remote_auth_command={"args": ["x"]},
+         expect="codex_remote_auth_command needs a command"),
+    dict(name="auth command args as one string", codex_remote_auth_command={"command": "/usr/bin/token",
+                                                                             "args": "--team blue"},
+         expect="codex_remote_auth_command args must be a list of strings"),
+    dict(name="auth command with a key Codex does not know",
+         codex_remote_auth_command={"command": "/usr/bin/token", "env": {"A": "1"}},
+         expect="codex_remote_auth_command has keys Codex does not know: env"),
+    dict(name="auth command with a timeout of 0", codex_remote_auth_command={"command": "/usr/bin/token",
+                                                                              "timeout_ms": 0},
+         expect="timeout_ms and refresh_interval_ms must be whole numbers of milliseconds above 0"),
 ]
 
 
