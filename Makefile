@@ -3,9 +3,9 @@ PYTHON ?= python3
 HOSTS ?= 3
 PYTEST_ARGS ?=
 # ansible-core releases tested at once (tests/lab/matrix.py --jobs)
-MATRIX_JOBS ?= 5
+MATRIX_JOBS ?= 3
 
-.PHONY: deps demo lab-up lab-down test unit integration fleet main-release checks-and-fleet molecule sanity lint ecosystem docs build bench matrix
+.PHONY: deps demo lab-up lab-down test unit integration fleet main-release checks on-fleet molecule sanity lint ecosystem docs build bench matrix
 
 deps:                 ## install what the lab and the tests need (apt, pip; Go and npm from the machine)
 	@tests/lab/deps.sh
@@ -19,22 +19,26 @@ lab-up: deps
 lab-down:
 	$(PYTHON) -m tests.lab down
 
-test: deps            ## everything CI runs: set-up, then the other ansible-cores and the unit and integration tests beside sanity, lint, the ecosystem's tools, the fleet tests and Molecule
+test: deps            ## everything CI runs: set-up, then the fleet tests and Molecule, with the other ansible-cores, the unit and integration tests and the static checks beside them
 	tests/lab/timed.sh set-up $(PYTHON) -m tests.lab prepare --hosts 6
 	tests/lab/alongside.sh \
 	  .lab/matrix.out "tests/lab/timed.sh matrix $(PYTHON) -m tests.lab.matrix --jobs $(MATRIX_JOBS)" \
 	  .lab/integration.out "tests/lab/timed.sh unit+integration $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests/unit tests/lab tests/integration" \
-	  -- $(MAKE) --no-print-directory checks-and-fleet
+	  .lab/checks.out "$(MAKE) --no-print-directory checks" \
+	  -- $(MAKE) --no-print-directory on-fleet
 
 main-release:         ## everything make test runs on the main ansible-core, one part after the other
 	tests/lab/timed.sh unit+integration $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests/unit tests/lab tests/integration
-	$(MAKE) --no-print-directory checks-and-fleet
+	$(MAKE) --no-print-directory checks
+	$(MAKE) --no-print-directory on-fleet
 
-checks-and-fleet:     ## sanity, ansible-lint, the ecosystem's tools, the fleet tests and Molecule (main ansible-core)
-	tests/lab/timed.sh fleet $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests/fleet
+checks:               ## sanity, ansible-lint and the ecosystem's tools (main ansible-core)
 	tests/lab/timed.sh sanity tests/sanity/run.sh
 	tests/lab/timed.sh ansible-lint ansible-lint
 	tests/lab/timed.sh ecosystem tests/ecosystem/run.sh
+
+on-fleet:             ## the fleet tests and Molecule, on the lab fleet (main ansible-core)
+	tests/lab/timed.sh fleet $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests/fleet
 	-molecule reset --all >/dev/null 2>&1  # forget a previous run's state (a fleet that is gone), if any
 	tests/lab/timed.sh molecule molecule test --all
 

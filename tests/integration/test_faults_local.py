@@ -199,7 +199,7 @@ def test_server_killed_mid_pull_of_three_models(server, proxy, big, registry, pl
 def test_a_silent_checksum_step_is_not_a_timeout(server, registry, plays):
     """Issue 13 item 10: after 'verifying sha256 digest' the server hashes every new layer and sends nothing; for a
     big model that is minutes. A proxy in front of the real server holds the rest of the stream back after that line
-    (as a slow disk would), with a 2 s timeout: a 4 s silence is within what the module allows for hashing 100 MB,
+    (as a slow disk would), with a 2 s timeout: a 4 s silence is within what the module allows for hashing 100 MB (12 s),
     and a 30 s one ends in a look at the model list, which has the model, so the pull succeeded both times."""
     size = 100 * 1000 * 1000
     manifest, blobs = models.build("faults/checksum:latest", 1, size)
