@@ -408,14 +408,14 @@ REFUSALS = [
          expect="codex_remote_auth_command is given, but codex_provider is not remote"),
     dict(name="auth command without a command", codex_remote_auth_command={"args": ["x"]},
          expect="codex_remote_auth_command needs a command"),
-    dict(name="auth command args as one string", codex_remote_auth_command={"command": "/usr/bin/token",
-                                                                             "args": "--team blue"},
+    dict(name="auth command args as one string",
+         codex_remote_auth_command={"command": "/usr/bin/token", "args": "--team blue"},
          expect="codex_remote_auth_command args must be a list of strings"),
     dict(name="auth command with a key Codex does not know",
          codex_remote_auth_command={"command": "/usr/bin/token", "env": {"A": "1"}},
          expect="codex_remote_auth_command has keys Codex does not know: env"),
-    dict(name="auth command with a timeout of 0", codex_remote_auth_command={"command": "/usr/bin/token",
-                                                                              "timeout_ms": 0},
+    dict(name="auth command with a timeout of 0",
+         codex_remote_auth_command={"command": "/usr/bin/token", "timeout_ms": 0},
          expect="timeout_ms and refresh_interval_ms must be whole numbers of milliseconds above 0"),
 ]
 
