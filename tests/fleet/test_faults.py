@@ -146,7 +146,10 @@ def test_upgrade_to_a_server_that_does_not_start_is_rolled_back(lab5):
     failed = faults.failed_results(run.output)
     # the wait for the new version fails (rescued), then the rescue's own message ends the play
     assert [host for host, _r in failed] == ["lab5", "lab5"], run.output[-4000:]
-    assert failed[0][1].get("attempts") == 2, failed[0]  # ollama_server_wait_timeout 4 s: 2 tries, 2 s apart
+    # the first failure, rescued: the wait for the new version (ollama_server_wait_timeout 4 s: 2 tries, 2 s apart),
+    # or, when systemd sees the broken serve exit before its start job ends (a busy host), the restart itself
+    first = failed[0][1]
+    assert first.get("attempts") == 2 or "Unable to restart service ollama" in first.get("msg", ""), failed[0]
     msg = failed[-1][1]["msg"]
     assert msg.startswith("Ollama %s did not start or did not answer on http://127.0.0.1:11434 within 4s" % BROKEN), msg
     assert "Rolled back to %s, which is running again." % NEW in msg, msg
