@@ -36,16 +36,16 @@ LLAMA_CPP_SDIST = ("llama-cpp-python", "0.3.36", "832db0699007f1be95a7e41ef12e88
 # Every ansible-core release series the collection claims (meta/runtime.yml requires_ansible), the release tested,
 # the controller Python it runs on (2.20 and later need Python >= 3.12), and which integration tests tests/lab/matrix.py
 # runs on it besides sanity and the unit tests: "all", or "modules" (the modules, filters and action plugin against the
-# real server and registries, without the role tests, which run on the oldest and the newest release of each
-# templating engine: 2.16 before the 2.19 rewrite (2.17 and 2.18 template as it does), 2.19 (MAIN, with everything
-# `make test` runs, fleet included) and 2.21 after it).
+# real server and registries, without the role tests, which run on the oldest release of each templating engine: 2.16
+# before the 2.19 rewrite (2.17 and 2.18 template as it does) and 2.19 (MAIN, with everything `make test` runs, fleet
+# included). 2.20 and 2.21 template as 2.19 does; their role tests were left out to keep CI within its time).
 ANSIBLE_CORE = (
     ("2.16", "2.16.19", "3.11", "all"),
     ("2.17", "2.17.14", "3.11", "modules"),
     ("2.18", "2.18.19", "3.11", "modules"),
     ("2.19", "2.19.14", "3.11", "all"),
     ("2.20", "2.20.10", "3.13", "modules"),
-    ("2.21", "2.21.5", "3.13", "all"),
+    ("2.21", "2.21.5", "3.13", "modules"),
 )
 ANSIBLE_CORE_MAIN = "2.19.14"
 # The integration tests of the roles (run where the row says "all"): the codex role (its files, policy and model
