@@ -168,11 +168,15 @@ def test_a_long_pull_shows_its_progress(server, big, throttle, play):
         # the registry's size of the whole model (its three blobs), from the first line on
         assert abs(size_of(m.group("total")) - size) <= 0.05 * MB, (m.group(0), size)
         assert size_of(m.group("done")) <= size_of(m.group("total"))
+    # the rate is the throttle's (never above it; a busy machine may stall the stream for a moment, so the typical
+    # line, not every line), and each ETA is what is left at the rate shown
+    rates = sorted(size_of(m.group("rate")) for _t, m in lines[1:])
+    assert rates[-1] <= 1.5 * RATE and 0.5 * RATE <= rates[len(rates) // 2] <= 1.5 * RATE, record
     for _t, m in lines[1:]:
-        assert 0.5 * RATE <= size_of(m.group("rate")) <= 1.5 * RATE, m.group(0)
         assert re.match(r"^\d+:\d\d$", m.group("eta")), m.group(0)
-    etas = [int(m.group("eta").split(":")[0]) * 60 + int(m.group("eta").split(":")[1]) for _t, m in lines[1:]]
-    assert etas == sorted(etas, reverse=True), etas
+        eta = int(m.group("eta").split(":")[0]) * 60 + int(m.group("eta").split(":")[1])
+        left = (size_of(m.group("total")) - size_of(m.group("done"))) / size_of(m.group("rate"))
+        assert abs(eta - left) <= 2 + 0.1 * left, m.group(0)
     done = PULLED.match(shown[-1][1])  # and the last line says 100%, when the pull is over
     assert done and done.group("model") == name, run.output
     assert abs(size_of(done.group("size")) - size) <= 0.05 * MB
