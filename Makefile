@@ -4,6 +4,8 @@ HOSTS ?= 3
 PYTEST_ARGS ?=
 # ansible-core releases tested at once (tests/lab/matrix.py --jobs)
 MATRIX_JOBS ?= 3
+# the main release's unit, lab and integration tests (make test runs them beside the fleet, main-release before it)
+UNIT_AND_INTEGRATION = tests/lab/timed.sh unit+integration $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests/unit tests/lab tests/integration
 
 .PHONY: deps demo lab-up lab-down test unit integration fleet main-release checks on-fleet molecule sanity lint ecosystem docs build bench matrix
 
@@ -23,12 +25,12 @@ test: deps            ## everything CI runs: set-up, then the fleet tests and Mo
 	tests/lab/timed.sh set-up $(PYTHON) -m tests.lab prepare --hosts 6
 	tests/lab/alongside.sh \
 	  .lab/matrix.out "tests/lab/timed.sh matrix $(PYTHON) -m tests.lab.matrix --jobs $(MATRIX_JOBS)" \
-	  .lab/integration.out "tests/lab/timed.sh unit+integration $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests/unit tests/lab tests/integration" \
+	  .lab/integration.out "$(UNIT_AND_INTEGRATION)" \
 	  .lab/checks.out "$(MAKE) --no-print-directory checks" \
 	  -- $(MAKE) --no-print-directory on-fleet
 
 main-release:         ## everything make test runs on the main ansible-core, one part after the other
-	tests/lab/timed.sh unit+integration $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests/unit tests/lab tests/integration
+	$(UNIT_AND_INTEGRATION)
 	$(MAKE) --no-print-directory checks
 	$(MAKE) --no-print-directory on-fleet
 

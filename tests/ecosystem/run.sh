@@ -16,7 +16,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
 state=${ECOSYSTEM_STATE:-$repo/.lab/ecosystem}
-venvs=${LLMOPS_VENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/llmops-ollama}
+venvs=$(python3 -c "from tests.lab.paths import VENV_CACHE; print(VENV_CACHE)")  # LLMOPS_VENV_CACHE
 tools=$venvs/ecosystem-tools
 importer=$venvs/galaxy-importer
 work=$(mktemp -d -t llmops-ecosystem.XXXXXX)

@@ -27,7 +27,6 @@ from tests.lab.errors import LabError
 from tests.lab.paths import LAB_STATE, REPO, VENV_CACHE
 from tests.lab.versions import ANSIBLE_CORE, ANSIBLE_CORE_MAIN, ROLE_TESTS
 
-VENVS = VENV_CACHE  # each made again when its pins change (its stamp file)
 RESULTS = LAB_STATE / "matrix.txt"
 PARTS = ("sanity", "unit", "integration")
 
@@ -70,14 +69,14 @@ def _requirements():
 
 def venv(series, release, python):
     """The virtualenv for one release, made (or brought up to date) with pip; returns its bin folder."""
-    path = VENVS / ("ansible-core-%s" % series)
+    path = VENV_CACHE / ("ansible-core-%s" % series)
     stamp = path / ".llmops-requirements"
     wanted = "\n".join(["ansible-core==" + release] + _requirements()) + "\n"
     if stamp.exists() and stamp.read_text() == wanted:
         return path / "bin"
     if path.exists():
         shutil.rmtree(path)
-    VENVS.mkdir(parents=True, exist_ok=True)
+    VENV_CACHE.mkdir(parents=True, exist_ok=True)
     made = subprocess.run([find_python(python), "-m", "venv", str(path)], stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, universal_newlines=True, check=False)
     if made.returncode:
