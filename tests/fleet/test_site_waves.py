@@ -72,4 +72,3 @@ def test_waves_put_the_models_on_every_host_each_served_by_a_peer(waves):
     again = lab.playbook(PLAYBOOK, extra_vars=extra)
     assert again.rc == 0, again.output[-3000:]
     assert again.changed() == dict((h, 0) for h in HOSTS), again.output[-3000:]
-
