@@ -4,16 +4,16 @@ the site's links.
     python3 -m bench.rollout [--hosts 8] [--models 3] [--size-mb 16] [--uplink-mbps N | --lan-ratio 10]
 
 The lab's registry front limits the blob bytes it sends to all its clients together, as a site's uplink does (one
-tenth of the LAN's speed unless --uplink-mbps says otherwise; the LAN's is measured first: one host fetching a file of
-the models' size from the mirror on the machine). Plain: one `command: ollama pull` task per model, each host pulling
-from the registry through that uplink. Ours: the models role with the bundle source (the controller fetches each
-model once, through the uplink; each host gets only the blobs its server lacks), spread on the LAN by SSH copies
-from the controller, by a seed serving the bundle over HTTP (here the lab mirror), or in waves (the seed sends one
-copy, then each host that has the blobs serves the next ones). Measured: bytes the registry served ("WAN", counted by
-the front per client), bytes each machine sent on the lab network (the kernel's counters of each host's veth and of
-the bridge), wall time of the rollout and of a no-op re-run, and per-host time of a no-op ollama_model call and of
-ollama_facts. Prints the figures, with what 10,000 hosts take on paper, and writes bench/results.md. The bench uses
-hosts lab7.. so it never touches the hosts the tests use.
+tenth of the LAN's speed unless --uplink-mbps says otherwise; the LAN's is measured first: what one host alone takes
+in from a seed on the LAN the role's way, one ollama_import of the models from the mirror on the machine). Plain: one
+`command: ollama pull` task per model, each host pulling from the registry through that uplink. Ours: the models role
+with the bundle source (the controller fetches each model once, through the uplink; each host gets only the blobs its
+server lacks), spread on the LAN by SSH copies from the controller, by a seed serving the bundle over HTTP (here the
+lab mirror), or in waves (the seed sends one copy, then each host that has the blobs serves the next ones). Measured:
+bytes the registry served ("WAN", counted by the front per client), bytes each machine sent on the lab network (the
+kernel's counters of each host's veth and of the bridge), wall time of the rollout and of a no-op re-run, and per-host
+time of a no-op ollama_model call and of ollama_facts. Prints the figures, with what 10,000 hosts take on paper, and
+writes bench/results.md. The bench uses hosts lab7.. so it never touches the hosts the tests use.
 """
 import argparse
 import json
@@ -68,24 +68,23 @@ def rollout_and_noop(site, hosts, name, extra):
                 waves=len(set(re.findall(r"\(item=wave (\d+)\)", first.output))))
 
 
-def lan_rate(site, host, size):
-    """Bytes per second of one host fetching a file of `size` bytes from the mirror on the machine (the LAN)."""
-    path = LAB_CACHE / "mirror" / "bench-lan.bin"
-    with open(str(path), "wb") as out:
-        for _chunk in range(0, size, 1 << 20):
-            out.write(os.urandom(1 << 20))
+def lan_rate(site, host, names, size):
+    """Bytes per second one host takes in from a seed on the LAN, the role's way (download, verify, upload into its
+    server): one ollama_import of the models from the lab mirror, less the same call with nothing to do."""
+    bundle = LAB_CACHE / "mirror" / "bench-lan"
+    shutil.rmtree(str(bundle), ignore_errors=True)
     try:
-        ip = dict((h["name"], h["ip"]) for h in fleet.status())[host]
-        rates = []
-        for _attempt in range(3):
-            proc = fleet.ssh(ip, "curl -fsS -o /dev/null -w '%%{speed_download}' %s/bench-lan.bin"
-                             % site["mirror_url"], timeout=300)
-            if proc.returncode != 0:
-                raise SystemExit("measuring the LAN from %s failed: %s" % (host, proc.stderr))
-            rates.append(float(proc.stdout.strip()))
-        return sorted(rates)[1]
+        adhoc(["localhost"], "llmops.ollama.ollama_bundle",
+              json.dumps({"path": str(bundle), "models": names, "insecure": True}), 1, become=False)
+        index = json.loads((bundle / "index.json").read_text())
+        args = json.dumps({"models": names, "index": index, "bundle_url": site["mirror_url"] + "/bench-lan"})
+        adhoc([host], "llmops.ollama.ollama_model", json.dumps({"name": names, "state": "absent"}), 1)
+        first = adhoc([host], "llmops.ollama.ollama_import", args, 1)
+        again = adhoc([host], "llmops.ollama.ollama_import", args, 1)
+        adhoc([host], "llmops.ollama.ollama_model", json.dumps({"name": names, "state": "absent"}), 1)
     finally:
-        path.unlink()
+        shutil.rmtree(str(bundle), ignore_errors=True)
+    return size / max(first - again, 0.05)
 
 
 def wave_plan(hosts, max_copies=0):
@@ -96,19 +95,19 @@ def wave_plan(hosts, max_copies=0):
     return bundle_waves(hosts, max_copies)
 
 
-def adhoc(hosts, module, args, forks):
+def adhoc(hosts, module, args, forks, become=True):
     """Seconds for one ad-hoc module call on every host, run `forks` at a time."""
     started = time.time()
     proc = subprocess.run(["ansible", ",".join(hosts), "-i", str(inventory_path()), "-m", module, "-a", args,
-                           "--forks", str(forks), "-b"], env=ansible_env(), cwd=str(REPO), check=False,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+                           "--forks", str(forks)] + (["-b"] if become else []), env=ansible_env(), cwd=str(REPO),
+                          check=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
     if proc.returncode != 0:
         raise SystemExit("ansible -m %s failed:\n%s" % (module, proc.stdout[-3000:]))
     return time.time() - started
 
 
 GB, GBIT = 1e9, 1e9 / 8  # bytes, and bytes per second of 1 Gb/s
-PAPER = dict(hosts=10000, model=20 * GB, host_link=10 * GBIT, uplink=1 * GBIT, forks=(50, 500))
+PAPER = dict(hosts=10000, model=20 * GB, host_link=10 * GBIT, uplink=1 * GBIT)
 
 
 def main(argv=None):
@@ -139,9 +138,9 @@ def main(argv=None):
                        extra_vars={"ollama_models": []})
     if run.rc != 0:
         raise SystemExit(run.output[-3000:])
-    lan = lan_rate(site, hosts[0], model_bytes)
+    lan = lan_rate(site, hosts[0], names, model_bytes)
     uplink = args.uplink_mbps * 1e6 / 8 if args.uplink_mbps else lan / args.lan_ratio
-    print("LAN: %.0f MB/s (one host from the mirror); uplink: %.1f MB/s for all hosts together"
+    print("LAN: %.0f MB/s (one host importing from a seed); uplink: %.1f MB/s for all hosts together"
           % (lan / 1e6, uplink / 1e6), flush=True)
     figures = dict(lan=lan, uplink=uplink)
     set_uplink(site["registry_url"], uplink * 8 / 1e6)
@@ -238,8 +237,9 @@ def report(args, hosts, names, model_bytes, f):
             machine(), len(hosts), len(names), model_bytes / 1e6, time.strftime("%Y-%m-%d")),
         "",
         "The site's uplink: the lab's registry front sends blob bytes at %.1f MB/s (%.0f Mb/s) for all its clients "
-        "together, 1/%.3g of the LAN's %.0f MB/s (one host fetching a file of the models' size from the mirror on the "
-        "machine). Plain: one `command: ollama pull` task per model, each host pulling from the registry. Ours: the "
+        "together, 1/%.3g of the LAN's %.0f MB/s (what one host alone takes in from a seed on the LAN the role's way: "
+        "download, verify, upload into its server; one import of the models from the mirror on the machine). "
+        "Plain: one `command: ollama pull` task per model, each host pulling from the registry. Ours: the "
         "`models` role with `ollama_models_source: bundle` (fetched once on the controller, through the uplink; each "
         "host gets only the blobs its server lacks), copied from the controller over SSH, fetched from a seed serving "
         "the bundle over HTTP on the LAN (the lab mirror), or spread in waves (`ollama_models_bundle_spread: waves`: "
