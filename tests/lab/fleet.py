@@ -600,6 +600,18 @@ def up(n_hosts=3, releases=RELEASES):
     return hosts
 
 
+def bytes_sent(names):
+    """Bytes each named host has sent on the lab network so far, and the machine's (controller, mirror, registry:
+    everything the machine sent the fleet), as {name: bytes, "machine": bytes}. A host's are what its veth peer on the
+    bridge received; the machine's what the bridge sent up from it (the kernel's interface counters)."""
+    def counter(dev, which):
+        with open("/sys/class/net/%s/statistics/%s_bytes" % (dev, which)) as f:
+            return int(f.read())
+    sent = {name: counter(VETH_PREFIX + name, "rx") for name in names}
+    sent["machine"] = counter(BRIDGE, "tx")
+    return sent
+
+
 def reset(names):
     """Stop the named hosts; the next up() boots them fresh from the cached rootfs (their changes are dropped)."""
     _require_root()

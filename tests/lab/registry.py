@@ -26,9 +26,11 @@ whether a client certificate was presented).
 
 Two knobs make a slow registry, set with `PUT` (or `POST`) `/_lab/stats` and a JSON body: `{"delay": seconds}`
 waits before each answer; `{"rate": bytes_per_second}` throttles the blob bodies it sends, all clients together
-(0 or null: full speed). A body names the knobs it sets; an empty one resets both.
+(0 or null: full speed). A body names the knobs it sets; an empty one resets both. The rate is a site's uplink: one
+budget of bytes per second shared by every connection, so N hosts pulling at once each get 1/N of it
+(`set_uplink()`, `--uplink-mbps`, or LAB_UPLINK_MBPS for the lab's services).
 
-    python3 -m tests.lab.registry serve --listen 127.0.0.1:5000 --storage DIR   # foreground
+    python3 -m tests.lab.registry serve --listen 127.0.0.1:5000 --storage DIR [--uplink-mbps 100]   # foreground
 """
 import argparse
 import base64
@@ -464,6 +466,22 @@ class Registry:
         self.stop()
 
 
+def mbps_to_rate(mbps):
+    """Bytes per second of a link of `mbps` megabits per second (None for 0: full speed)."""
+    return float(mbps) * 1e6 / 8 if mbps else None
+
+
+def set_uplink(registry_url, mbps):
+    """Limit the blob bytes a running front sends, all clients together, to `mbps` megabits per second (0: lift it),
+    as `PUT /_lab/stats {"rate": bytes_per_second}`."""
+    import urllib.request
+
+    body = json.dumps({"rate": mbps_to_rate(mbps)}).encode()
+    req = urllib.request.Request(registry_url + "/_lab/stats", data=body, method="PUT",
+                                 headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(req, timeout=10).close()
+
+
 def main(argv):
     parser = argparse.ArgumentParser(prog="python3 -m tests.lab.registry")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -471,9 +489,12 @@ def main(argv):
     serve.add_argument("--listen", default="127.0.0.1:5000")
     serve.add_argument("--storage", required=True)
     serve.add_argument("--seed", action="store_true", help="push the lab's synthetic models")
+    serve.add_argument("--uplink-mbps", type=float, default=0,
+                       help="blob bytes sent to all clients together, in megabits per second (0: full speed)")
     args = parser.parse_args(argv)
     host, port = args.listen.rsplit(":", 1)
     reg = Registry(args.storage, (host, int(port))).start()
+    reg.set_rate(mbps_to_rate(args.uplink_mbps))
     if args.seed:
         from tests.lab import models
         models.seed(reg.url)

@@ -3,7 +3,7 @@
 - a release mirror: LAB_CACHE/mirror over HTTP, laid out like the official download path
   (`/v<version>/ollama-linux-amd64.tar.zst` beside `sha256sum.txt`), plus anything else put there;
 - the model registry (Debian's docker-registry behind the Location-fixing front), seeded with the
-  synthetic catalogue.
+  synthetic catalogue; LAB_UPLINK_MBPS limits the blob bytes it sends all hosts together (a site's uplink).
 
     python3 -m tests.lab.services start|stop|status     # background, pid in LAB_STATE/services.pid
     python3 -m tests.lab.services serve                 # foreground
@@ -22,7 +22,7 @@ from tests.lab import models
 from tests.lab.errors import LabError
 from tests.lab.net import wait_http
 from tests.lab.paths import GATEWAY_IP, LAB_CACHE, LAB_STATE, REPO
-from tests.lab.registry import Registry
+from tests.lab.registry import Registry, mbps_to_rate
 
 MIRROR_PORT = int(os.environ.get("LAB_MIRROR_PORT", "8080"))
 REGISTRY_PORT = int(os.environ.get("LAB_REGISTRY_PORT", "5000"))
@@ -50,6 +50,8 @@ def serve():
     mirror.daemon_threads = True
     threading.Thread(target=mirror.serve_forever, daemon=True).start()
     registry = Registry(LAB_STATE / "registry", (GATEWAY_IP, REGISTRY_PORT), log_dir=LAB_STATE).start()
+    # the site's uplink: blob bytes to all hosts together (bench/rollout.py sets it at run time instead)
+    registry.set_rate(mbps_to_rate(os.environ.get("LAB_UPLINK_MBPS") or 0))
     digests = models.seed(registry.url)
     INFO.write_text(json.dumps(dict(info(), digests=digests), indent=2))
     print("mirror %s, registry %s" % (info()["mirror_url"], registry.url), flush=True)
