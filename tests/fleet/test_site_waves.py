@@ -51,11 +51,14 @@ def waves(lab):
 def test_waves_put_the_models_on_every_host_each_served_by_a_peer(waves):
     lab, digests, extra = waves
     sent_before, pulled_before = fleet.bytes_sent(HOSTS), registry_bytes(lab)
+    jobs_before = dict((h, lab.ssh(h, "ls /root/.ansible_async 2>/dev/null | sort", check=False)) for h in HOSTS)
     run = lab.playbook(PLAYBOOK, extra_vars=extra)
     assert run.rc == 0, run.output[-4000:]
     sent = dict((k, v - sent_before[k]) for k, v in fleet.bytes_sent(HOSTS).items())
     copy = sum(SIZES.values())
     for host in HOSTS:
+        # the import jobs' status files are gone from the host
+        assert lab.ssh(host, "ls /root/.ansible_async 2>/dev/null | sort", check=False) == jobs_before[host], host
         tags = dict((m["name"], m["digest"]) for m in lab.api(host, "/api/tags")["models"])
         assert dict((n, tags.get(n)) for n in digests) == dict((n, d.split(":")[1]) for n, d in digests.items()), host
         # no peer server is left running, and its port is closed
