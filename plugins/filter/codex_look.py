@@ -16,7 +16,7 @@ from ansible_collections.llmops.ollama.plugins.filter.codex_catalog import codex
 
 # Parts of the look that are read for the controller, not steps of the role.
 READ_ONLY = ("catalog_read", "accounts")
-# Parts whose files name the catalog (model_catalog_json), or hold it (the system folder).
+# Parts whose files name the catalog (model_catalog_json), and the system folder, which may hold it.
 NAMING = ("system", "users", "sysdir")
 
 
@@ -47,10 +47,12 @@ def codex_look(result, server="", catalog="", policy="", policy_set=False, marke
 
     drift = dict((part, list(reasons)) for part, reasons in result["drift"].items() if part not in READ_ONLY)
     # The look rendered the files as if the catalog were in use and written (when codex_model_catalog is on).
-    if [in_use, in_use and read] != [bool(catalog), bool(catalog)]:
+    if in_use != bool(catalog):
         why = "the catalog is %sin use: the files name it accordingly" % ("" if in_use else "not ")
         for part in NAMING:
             drift.setdefault(part, []).append(why)
+    elif (in_use and read) != bool(catalog):
+        drift.setdefault("sysdir", []).append("the catalog is not written on this run")
     text = _catalog_text(document)
     if catalog and read:
         if in_use and (written.get("text") != text
