@@ -161,7 +161,6 @@ import pwd
 import stat
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.llmops.ollama.plugins.module_utils._http import OllamaError
@@ -170,8 +169,6 @@ from ansible_collections.llmops.ollama.plugins.module_utils._registry_client imp
     registry_argument_spec,
     registry_client_from_params,
 )
-from ansible_collections.llmops.ollama.plugins.module_utils._hardware import gather as gather_hardware
-from ansible_collections.llmops.ollama.plugins.module_utils._requirements import DEFAULTS, check_host
 from ansible_collections.llmops.ollama.plugins.module_utils._names import InvalidModelName, parse_model_list
 
 PATH_KEYS = ("path", "type", "sha256", "lines", "owner", "group", "mode", "target", "cert_valid_for")
@@ -444,6 +441,15 @@ def check_server(reader, want, reasons):
                 reasons.append("model %s: on the server, not listed (purge)" % local.get("name"))
 
 
+def _gpu_check():
+    """The hardware check's parts, imported only for a part that asks for it (most looks do not)."""
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+    from ansible_collections.llmops.ollama.plugins.module_utils._hardware import gather
+    from ansible_collections.llmops.ollama.plugins.module_utils._requirements import DEFAULTS, check_host
+
+    return ArgumentSpecValidator, gather, DEFAULTS, check_host
+
+
 def _spec_type(value):
     """The argument spec type of a default requirement's value."""
     for kind, name in ((bool, "bool"), (int, "int"), (float, "float"), (list, "list"), (dict, "dict")):
@@ -454,6 +460,7 @@ def _spec_type(value):
 
 def check_gpu(reader, want, reasons):
     """The gpu key: holds on a host without GPUs whose check (as ollama_facts makes it) has no GPU failure."""
+    ArgumentSpecValidator, gather_hardware, DEFAULTS, check_host = _gpu_check()
     given = dict((k, v) for k, v in (want.get("requirements") or {}).items() if v is not None)
     types = dict((key, _spec_type(value)) for key, value in DEFAULTS.items())
     spec = dict((key, dict(type=kind, elements="str") if kind == "list" else dict(type=kind)) for key, kind in types.items())
