@@ -38,7 +38,7 @@ def _where(item):
 
 def _documents(item):
     """A layer's settings and its profiles' settings."""
-    return [item.get("settings") or {}] + [v for v in (item.get("profiles") or {}).values()]
+    return [item.get("settings") or {}] + list((item.get("profiles") or {}).values())
 
 
 def _integer(value):

@@ -139,8 +139,8 @@ found:
     - C(server) holds, by URL, the C(version), the C(models) the server lists and the C(error) reading it; with
       C(show), also C(show), each model's C(capabilities), C(details), C(parameters) and the C(model_info) keys that
       give its architecture and trained context length.
-    - C(users) holds, by name, each user a path (C(~user/)) or a part's C(users) named: C(home), C(uid), C(gid),
-      C(group), C(shell) and C(comment), or null for a user the host does not have.
+    - C(users) holds, by name, each user a path (C(~user/)) or a part's C(users) named, with C(home), C(uid),
+      C(gid), C(group), C(shell) and C(comment), or null for a user the host does not have.
   returned: always
   type: dict
 roles:
