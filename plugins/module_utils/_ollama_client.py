@@ -20,7 +20,6 @@ import socket
 import time
 
 from ansible.module_utils.six.moves.urllib.parse import urlsplit
-from ansible.module_utils.urls import make_context
 
 from ansible_collections.llmops.ollama.plugins.module_utils._http import (
     READ_ERRORS,
@@ -257,6 +256,8 @@ class OllamaClient(object):
         context = None
         if urlsplit(self.base_url).scheme == "https":
             try:
+                from ansible.module_utils.urls import make_context  # only for TLS: it is slow to import
+
                 context = make_context(cafile=ca_path, validate_certs=validate_certs, client_cert=client_cert,
                                        client_key=client_key)
             except (IOError, OSError, ValueError) as exc:  # ssl.SSLError is an OSError

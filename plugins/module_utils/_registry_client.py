@@ -22,7 +22,6 @@ import os
 import re
 
 from ansible.module_utils.six.moves.urllib.parse import unquote, urlencode, urlsplit, urlunsplit
-from ansible.module_utils.urls import make_context
 
 from ansible_collections.llmops.ollama.plugins.module_utils._http import (
     READ_ERRORS,
@@ -79,6 +78,8 @@ class RegistryClient(object):
         self.timeout = timeout
         self.ca_option = ca_option
         try:
+            from ansible.module_utils.urls import make_context  # slow to import: only when a registry is read
+
             context = make_context(validate_certs=validate_certs)  # the system's trust store, as Ansible finds it
             if ca_path and validate_certs:
                 context.load_verify_locations(cafile=ca_path)

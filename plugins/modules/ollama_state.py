@@ -62,7 +62,9 @@ options:
       - C(server), the Ollama server, with C(url) (default O(base_url), as M(llmops.ollama.ollama_model) reads it, with the
         other connection options), C(version) (the version it must answer), C(models) (as the C(models)
         option of M(llmops.ollama.ollama_model), names or C(name) and C(state) with V(present), V(latest) or V(absent)),
-        C(purge) (no other model), C(insecure) (plain-HTTP registries, for V(latest)), C(timeout) (seconds).
+        C(purge) (no other model), C(insecure) (plain-HTTP registries, for V(latest)), C(timeout) (seconds),
+        C(show) (also read each model's C(/api/show) answer, returned in RV(found); the part differs when one
+        cannot be read).
       - C(read), a list of files whose text is returned in RV(found) (public files only, such as a CA certificate,
         or files whose wanted content the controller can only tell afterwards).
       - C(gpu), a dictionary with C(requirements) (as the requirements option of M(llmops.ollama.ollama_facts)); the
@@ -130,9 +132,15 @@ converged:
   type: bool
 found:
   description:
-    - What was read, by kind (C(paths), C(units), C(server)), for the messages and for facts the roles publish.
+    - What was read, by kind (C(paths), C(units), C(server), C(users)), for the messages and for facts the roles
+      publish.
     - C(paths) entries hold C(type), C(owner), C(group), C(mode), C(target) and, for files a part lists in C(read),
       C(text).
+    - C(server) holds, by URL, the C(version), the C(models) the server lists and the C(error) reading it; with
+      C(show), also C(show), each model's C(capabilities), C(details), C(parameters) and the C(model_info) keys that
+      give its architecture and trained context length.
+    - C(users) holds, by name, each user a path (C(~user/)) or a part's C(users) named, with C(home), C(uid),
+      C(gid), C(group), C(shell) and C(comment), or null for a user the host does not have.
   returned: always
   type: dict
 roles:
@@ -153,7 +161,6 @@ import pwd
 import stat
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.llmops.ollama.plugins.module_utils._http import OllamaError
@@ -162,8 +169,6 @@ from ansible_collections.llmops.ollama.plugins.module_utils._registry_client imp
     registry_argument_spec,
     registry_client_from_params,
 )
-from ansible_collections.llmops.ollama.plugins.module_utils._hardware import gather as gather_hardware
-from ansible_collections.llmops.ollama.plugins.module_utils._requirements import DEFAULTS, check_host
 from ansible_collections.llmops.ollama.plugins.module_utils._names import InvalidModelName, parse_model_list
 
 PATH_KEYS = ("path", "type", "sha256", "lines", "owner", "group", "mode", "target", "cert_valid_for")
@@ -182,18 +187,30 @@ class Reader(object):
         self.registries = {}
         self.gpu = None
         self.read = set()
+        self.accounts = {}
 
     # -- files -------------------------------------------------------------------------------------------------
     def expand(self, path):
         """A path as given, with ~user/ resolved; None when that user does not exist."""
         if path.startswith("~"):
             user = path[1:].split("/", 1)[0]
-            try:
-                home = pwd.getpwnam(user).pw_dir
-            except KeyError:
+            account = self.account(user)
+            if account is None:
                 return None
-            return home.rstrip("/") + path[1 + len(user):]
+            return account["home"].rstrip("/") + path[1 + len(user):]
         return path
+
+    def account(self, name):
+        """The user `name` as passwd has it (home, uid, gid and primary group), or None; in RV(found) as users."""
+        if name not in self.accounts:
+            try:
+                entry = pwd.getpwnam(name)
+                self.accounts[name] = dict(home=entry.pw_dir, uid=entry.pw_uid, gid=entry.pw_gid,
+                                           group=_name(grp.getgrgid, entry.pw_gid, "gr_name"), shell=entry.pw_shell,
+                                           comment=entry.pw_gecos)
+            except KeyError:
+                self.accounts[name] = None
+        return self.accounts[name]
 
     def path(self, path):
         if path in self.paths:
@@ -246,7 +263,7 @@ class Reader(object):
     def server(self, url, timeout):
         """The server at `url` (None: the module's base_url, else as ollama_model finds it), read once."""
         if url not in self.servers:
-            entry = dict(client=None, version=None, index=None, error=None)
+            entry = dict(client=None, version=None, index=None, error=None, show=None)
             try:
                 entry["client"] = client = client_from_params(dict(
                     self.module.params, base_url=url or self.module.params["base_url"],
@@ -258,11 +275,35 @@ class Reader(object):
             self.servers[url] = entry
         return self.servers[url]
 
+    def shows(self, url, timeout):
+        """The /api/show answer of each model the server at `url` lists, with what describes the model (capabilities,
+        details, parameters, and model_info's architecture and context length); None when one cannot be read."""
+        entry = self.server(url, timeout)
+        if entry["show"] is None and entry["error"] is None:
+            shows = {}
+            try:
+                for model in sorted(set(e.get("name") or e.get("model") for e in entry["index"].entries.values())):
+                    shows[model] = _described(entry["client"].show(model))
+            except OllamaError as exc:
+                entry["error"] = "cannot read %s: %s" % (model, exc.msg)
+                return None
+            entry["show"] = shows
+        return entry["show"]
+
     def registry(self, timeout):
         """The registry client (as ollama_model reads a registry: from this host, with its own TLS settings)."""
         if timeout not in self.registries:
             self.registries[timeout] = registry_client_from_params(self.module.params, timeout=timeout)
         return self.registries[timeout]
+
+
+def _described(show):
+    """What of a /api/show answer describes the model (the rest, such as the template and license, is left out)."""
+    info = show.get("model_info") or {}
+    arch = info.get("general.architecture")
+    kept = dict((key, info[key]) for key in ("general.architecture", "%s.context_length" % arch) if key in info)
+    return dict(capabilities=show.get("capabilities") or [], details=show.get("details") or {},
+                parameters=show.get("parameters") or "", model_info=kept)
 
 
 def _name(lookup, number, attr):
@@ -332,15 +373,14 @@ def check_unit(reader, name, want, reasons):
         reasons.append("unit %s: %s at boot" % (name, have.get("UnitFileState")))
 
 
-def check_user(name, want, reasons):
-    try:
-        entry = pwd.getpwnam(name)
-    except KeyError:
+def check_user(reader, name, want, reasons):
+    entry = reader.account(name)
+    if entry is None:
         reasons.append("user %s: missing" % name)
         return
-    group = _name(grp.getgrgid, entry.pw_gid, "gr_name")
-    for key, have in (("group", group), ("home", entry.pw_dir), ("shell", entry.pw_shell),
-                      ("comment", entry.pw_gecos)):
+    group = entry["group"]
+    for key in ("group", "home", "shell", "comment"):
+        have = entry[key]
         if want.get(key) is not None and have != str(want[key]):
             reasons.append("user %s: %s is %s, not %s" % (name, key, have, want[key]))
     member_of = set(g.gr_name for g in grp.getgrall() if name in g.gr_mem)
@@ -366,6 +406,8 @@ def check_server(reader, want, reasons):
         return
     if want.get("version") and have["version"] != str(want["version"]):
         reasons.append("server %s: answers version %s, not %s" % (url, have["version"], want["version"]))
+    if boolean(want.get("show") or False) and reader.shows(want.get("url") or None, timeout) is None:
+        reasons.append("server %s: %s" % (url, have["error"]))
     models = want.get("models")
     if models is None:
         return
@@ -399,6 +441,15 @@ def check_server(reader, want, reasons):
                 reasons.append("model %s: on the server, not listed (purge)" % local.get("name"))
 
 
+def _gpu_check():
+    """The hardware check's parts, imported only for a part that asks for it (most looks do not)."""
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+    from ansible_collections.llmops.ollama.plugins.module_utils._hardware import gather
+    from ansible_collections.llmops.ollama.plugins.module_utils._requirements import DEFAULTS, check_host
+
+    return ArgumentSpecValidator, gather, DEFAULTS, check_host
+
+
 def _spec_type(value):
     """The argument spec type of a default requirement's value."""
     for kind, name in ((bool, "bool"), (int, "int"), (float, "float"), (list, "list"), (dict, "dict")):
@@ -409,6 +460,7 @@ def _spec_type(value):
 
 def check_gpu(reader, want, reasons):
     """The gpu key: holds on a host without GPUs whose check (as ollama_facts makes it) has no GPU failure."""
+    ArgumentSpecValidator, gather_hardware, DEFAULTS, check_host = _gpu_check()
     given = dict((k, v) for k, v in (want.get("requirements") or {}).items() if v is not None)
     types = dict((key, _spec_type(value)) for key, value in DEFAULTS.items())
     spec = dict((key, dict(type=kind, elements="str") if kind == "list" else dict(type=kind)) for key, kind in types.items())
@@ -434,7 +486,7 @@ def check_part(reader, part, reasons):
     for want in part.get("units") or []:
         check_unit(reader, want["name"], want, reasons)
     for want in part.get("users") or []:
-        check_user(want["name"], want, reasons)
+        check_user(reader, want["name"], want, reasons)
     for name in part.get("groups") or []:
         if not _group_exists(name):
             reasons.append("group %s: missing" % name)
@@ -522,8 +574,10 @@ def main():
                             for p, e in reader.paths.items()),
                  units=reader.units,
                  server=dict((str(u), dict(version=e["version"], error=e["error"],
-                                           models=e["index"].listed() if e["index"] is not None else []))
+                                           models=e["index"].listed() if e["index"] is not None else [],
+                                           **(dict(show=e["show"]) if e["show"] is not None else {})))
                              for u, e in reader.servers.items()),
+                 users=reader.accounts,
                  gpu=reader.gpu)
     for path, entry in reader.paths.items():
         if "bytes" in entry and path in reader.read:

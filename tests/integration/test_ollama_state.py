@@ -5,7 +5,9 @@ ollama_model's check mode says it would do, model list by model list: the look a
 would skip a pull it needs or run one it does not.
 """
 import hashlib
+import json
 import os
+import urllib.request
 
 import pytest
 
@@ -135,6 +137,32 @@ def test_roles_are_compared_in_one_run_and_facts_come_with_it(server, tmp_path):
     assert result["found"]["server"][srv.url]["models"] == [name]
     facts = result["ansible_facts"]
     assert facts["ansible_service_mgr"] and facts["ansible_architecture"] and facts["ansible_distribution"]
+
+
+def test_each_models_show_answer_and_the_users_come_back_for_the_controller(server):
+    """What the codex role's catalog is made from (the server's /api/show of each model, as the real server answers
+    it) and the users' entries, read in the same one run."""
+    srv, name = server
+    result = look({"catalog": {"server": {"url": srv.url, "show": True}},
+                   "accounts": {"users": [{"name": "root"}, {"name": "no-such-user-here"}]}})
+    assert result["drift"] == {"accounts": ["user no-such-user-here: missing"]}, result["drift"]
+    show = result["found"]["server"][srv.url]["show"]
+    assert list(show) == [name], show
+    with urllib.request.urlopen(urllib.request.Request(srv.url + "/api/show", data=json.dumps(
+            {"model": name}).encode(), method="POST"), timeout=30) as answer:
+        real = json.load(answer)
+    assert show[name]["capabilities"] == real["capabilities"] and show[name]["details"] == real["details"]
+    assert set(show[name]) == {"capabilities", "details", "parameters", "model_info"}
+    assert "completion" in show[name]["capabilities"] and show[name]["details"]["format"] == "gguf", show
+    assert set(show[name]["model_info"]) <= {"general.architecture", "%s.context_length"
+                                             % show[name]["model_info"].get("general.architecture")}
+    users = result["found"]["users"]
+    assert users["no-such-user-here"] is None
+    assert users["root"]["home"] == "/root" and users["root"]["gid"] == 0 and users["root"]["group"] == "root"
+    # a server that does not answer: the part differs, and says why
+    closed = "http://127.0.0.1:%d" % free_port()
+    drift = both_modes({"catalog": {"server": {"url": closed, "show": True}}})
+    assert drift["catalog"][0].startswith("server %s: could not reach the Ollama server" % closed), drift
 
 
 @pytest.mark.parametrize("parts, says", [

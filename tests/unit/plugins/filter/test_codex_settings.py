@@ -1,0 +1,49 @@
+"""The codex_settings_problem filter on its own (tests/integration/test_codex_role.py refuses each case through the
+role, with the real Codex CLI reading what the role writes when the settings pass)."""
+import pytest
+
+from ansible.errors import AnsibleFilterError
+from ansible_collections.llmops.ollama.plugins.filter.codex_settings import KEYS, codex_settings_problem
+
+GOOD = dict(provider="remote", remote_provider_id="ollama-gpu", local_provider_id="ollama-local", builtin_local=False,
+            reserved_ids=["openai", "ollama", "lmstudio", "amazon-bedrock"], local_port=11434, model="tiny:latest",
+            cli_install=True, cli_version="0.171.0", users=[{"name": "alice", "profiles": {"fast": {}}}],
+            profiles={"fast": {"model": "tiny:latest"}}, extra_settings={}, config={"approval_policy": "on-request"},
+            remote_token="s3cret", user_tokens=False, env_key="OLLAMA_GPU_TOKEN", env_key_given=False,
+            tokens_given=True, auth={}, remote_ca="", remote_ca_host="", remote_ca_host_known=False,
+            allowed_approval_policies=["on-request"], allowed_sandbox_modes=[], allowed_web_search_modes=[],
+            allowed_mcp_servers={"docs": {"command": "/usr/bin/docs"}})
+
+
+def test_good_settings_have_no_problem():
+    assert codex_settings_problem(GOOD) == ""
+
+
+@pytest.mark.parametrize("change, says", [
+    (dict(remote_provider_id="openai"), "codex_remote_provider_id 'openai' cannot be used: it is one of Codex's"),
+    (dict(provider="local", local_port="0", remote_token=""), "codex_local_port '0' is not a port number (1-65535)."),
+    (dict(model="a b"), "model_name: invalid model name"),
+    (dict(cli_version="latest"), "codex_cli_version 'latest' is not a Codex CLI version"),
+    (dict(users=[{"name": "alice", "home": "home/alice"}]), "codex_users: each entry needs a name"),
+    (dict(users=[{"name": "a"}, {"name": "a"}]), "codex_users lists a user twice."),
+    (dict(extra_settings={"model_providers": {"x": {"base_url": "http://h:11434"}}}),
+     "codex_extra_settings / codex_profiles: model_providers x: base_url must end in /v1"),
+    (dict(env_key="CODEX_TOKEN"), "codex_env_key CODEX_TOKEN starts with CODEX_"),
+    (dict(auth={"command": "/bin/t", "args": None}, remote_token="", tokens_given=False, env_key=""),
+     "codex_remote_auth_command args must be a list of strings"),
+    (dict(auth={"command": "/bin/t", "timeout_ms": True}, remote_token="", tokens_given=False, env_key=""),
+     "codex_remote_auth_command timeout_ms and refresh_interval_ms must be whole numbers"),
+    (dict(remote_ca_host="proxy1"), "codex_remote_ca_host proxy1 is not in the inventory."),
+    (dict(allowed_sandbox_modes=["workspace-write"]), 'codex_allowed_sandbox_modes ["workspace-write"] must include'),
+    (dict(allowed_mcp_servers={"docs": {"command": ""}}), 'codex_allowed_mcp_servers: "docs": each entry is a name'),
+    (dict(config={"approval_policy": "never"}, profiles={"fast": {"approval_policy": "untrusted"}}),
+     "codex_approval_policy / codex_sandbox_mode / codex_extra_settings / codex_profiles: approval_policy never, "
+     "approval_policy untrusted are outside the host's policy"),
+])
+def test_each_problem_names_the_variable(change, says):
+    assert codex_settings_problem(dict(GOOD, **change)).startswith(says)
+
+
+def test_settings_without_every_key_are_a_clear_error():
+    with pytest.raises(AnsibleFilterError, match="give a mapping with provider"):
+        codex_settings_problem({k: GOOD[k] for k in KEYS[:3]})
