@@ -164,7 +164,8 @@ from ansible_collections.llmops.ollama.plugins.module_utils._store import (
     default_models_dir,
     find_manifest,
     manifest_path,
-    stored_manifests,
+    old_blobs,
+    prune_layers,
 )
 
 
@@ -211,34 +212,6 @@ def _kind(value):
 def _show(value):
     text = json.dumps(value) if value is None or isinstance(value, (str, int, float, bool)) else _kind(value)
     return text[:80]
-
-
-def prune_layers(models_dir, old_blobs):
-    """Remove the blobs of a replaced manifest that no manifest in the store uses any more, as Ollama's pull does
-    (deleteUnusedLayers). Returns how many were removed."""
-    unused = set(d for d, _s in old_blobs)
-    for _name, path in stored_manifests(models_dir):
-        try:
-            with open(path, "rb") as f:
-                manifest = json.loads(f.read().decode("utf-8"))
-            unused.difference_update(d for d, _s in manifest_blobs(manifest))
-        except (ValueError, UnicodeError, InvalidManifest, OSError):
-            continue  # as Ollama, a broken manifest does not keep layers alive
-    removed = 0
-    for digest in unused:
-        path = blob_path(models_dir, digest)
-        if os.path.isfile(path):
-            os.unlink(path)
-            removed += 1
-    return removed
-
-
-def old_blobs(path):
-    try:
-        with open(path, "rb") as f:
-            return manifest_blobs(json.loads(f.read().decode("utf-8")))
-    except (ValueError, UnicodeError, InvalidManifest, OSError):
-        return []
 
 
 def main():
