@@ -46,6 +46,9 @@ options:
       - Models to import; each a name, or a dictionary with C(name) and C(state). V(present) imports a missing model;
         V(latest) also replaces one whose digest differs from the bundle's. V(absent) items are ignored here (use
         M(llmops.ollama.ollama_model)).
+      - A dictionary may give C(digest), the manifest digest the model is pinned to (as in
+        M(llmops.ollama.ollama_model)): the bundle must hold that build (else the task fails saying what it holds),
+        and a server with another build gets it, whatever the state.
     type: list
     elements: raw
     required: true
@@ -144,6 +147,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.six.moves.urllib.parse import urlsplit
 
 from ansible_collections.llmops.ollama.plugins.module_utils._http import OllamaError, redact
+from ansible_collections.llmops.ollama.plugins.module_utils._lock import InvalidLock, pins
 from ansible_collections.llmops.ollama.plugins.module_utils._manifest import InvalidManifest
 from ansible_collections.llmops.ollama.plugins.module_utils._manifest import blobs as manifest_blobs
 from ansible_collections.llmops.ollama.plugins.module_utils._manifest import check_digest
@@ -238,13 +242,14 @@ def main():
         if module.params["bundle_url"]:
             seed, seed_headers = seed_url(module.params["bundle_url"])
         wanted = [w for w in parse_model_list(module.params["models"], "present") if w[2] != "absent"]
+        pinned = pins(module.params["models"])
         bundle = read_index(module.params["index"])
         client = client_from_params(module.params)
         registry = registry_client_from_params(module.params) if seed else None
         index = client.models()
     except BadIndex as exc:
         module.fail_json(msg="index: %s" % exc)
-    except (InvalidModelName, OllamaError) as exc:
+    except (InvalidModelName, InvalidLock, OllamaError) as exc:
         module.fail_json(msg=str(exc))
 
     steps, missing, errors = [], {}, []
@@ -253,11 +258,20 @@ def main():
         if entry is None:
             errors.append("'%s' is not in the bundle; add it with llmops.ollama.ollama_bundle" % given)
             continue
+        locked = pinned.get(name.key)
+        if locked and entry["digest"] != locked:
+            errors.append("'%s' is locked to sha256:%s, and the bundle has sha256:%s for it: fetch the locked build "
+                          "into the bundle (llmops.ollama.ollama_bundle with the same digest, the models role's "
+                          "ollama_models_bundle_fetch), or update the lock (playbooks/lock.yml)"
+                          % (given, locked, entry["digest"]))
+            continue
         have = index.get(name)
         step = dict(name=given, model=index.stored_name(name), state=state, action="none",
                     digest_before=have and have.get("digest"), digest_after=have and have.get("digest"))
+        if locked:
+            step["digest_locked"] = locked
         steps.append((step, name, entry))
-        if have and (state == "present" or have.get("digest") == entry["digest"]):
+        if have and ((state == "present" and not locked) or have.get("digest") == entry["digest"]):
             continue
         step.update(action="updated" if have else "imported", digest_after=entry["digest"])
         try:
