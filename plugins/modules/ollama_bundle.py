@@ -48,7 +48,7 @@ options:
     description:
       - Models to have in the bundle; each a name, or a dictionary with C(name) and C(state)
         (V(present), V(latest) or V(absent)), and optionally C(digest).
-      - C(digest) pins the model to a manifest digest (as in M(llmops.ollama.ollama_model)): the bundle gets that
+      - C(digest) pins the model to a manifest digest (as in M(llmops.ollama.ollama_model)). The bundle gets that
         build, from the tag while the tag has it, else from the registry by digest; when the registry no longer serves
         it the task fails saying the tag moved.
     type: list

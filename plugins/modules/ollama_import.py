@@ -47,7 +47,7 @@ options:
         V(latest) also replaces one whose digest differs from the bundle's. V(absent) items are ignored here (use
         M(llmops.ollama.ollama_model)).
       - A dictionary may give C(digest), the manifest digest the model is pinned to (as in
-        M(llmops.ollama.ollama_model)): the bundle must hold that build (else the task fails saying what it holds),
+        M(llmops.ollama.ollama_model)). The bundle must hold that build (else the task fails saying what it holds),
         and a server with another build gets it, whatever the state.
     type: list
     elements: raw
@@ -164,7 +164,6 @@ from ansible_collections.llmops.ollama.plugins.module_utils._names import (
 )
 from ansible_collections.llmops.ollama.plugins.module_utils._store import (
     atomic_write,
-    blob_path,
     default_models_dir,
     find_manifest,
     manifest_path,

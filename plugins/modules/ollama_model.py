@@ -61,7 +61,7 @@ options:
       - Each item is a model name (which takes O(state)) or a dictionary with C(name) and optionally C(state)
         (V(present), V(latest) or V(absent); default O(state)) and C(digest).
       - C(digest) pins the model to a manifest digest, the C(digest) C(/api/tags) shows (64 hex digits, or
-        C(sha256:<64 hex>)). The server must have exactly that build: V(present) and V(latest) both mean that digest.
+        C(sha256:<64 hex>)). The server must have exactly that build (V(present) and V(latest) both mean that digest).
         When the server has another one (or none), the task pulls the tag if the registry's tag still has the locked
         manifest; if the tag moved but the registry still serves the locked manifest by digest, it fetches that
         manifest and the blobs the server lacks and puts them on the server (see O(models_dir)); if the registry no
@@ -139,7 +139,7 @@ options:
     version_added: 0.2.0
   lock:
     description:
-      - A lock, model name to manifest digest (as C(/api/tags) shows it), that pins the listed models: the same as a
+      - A lock, model name to manifest digest (as C(/api/tags) shows it), that pins the listed models, as a
         C(digest) in each of their O(models) items. Names match as Ollama matches them (C(lab/tiny) is
         C(lab/tiny:latest)).
       - Every entry must be for a model listed in O(name) or O(models), and not as V(absent); an entry for any other
@@ -153,7 +153,7 @@ options:
     description:
       - The server's model store (E(OLLAMA_MODELS)) on this host. Used only to put a pinned model's locked manifest on
         the server when its tag has moved and the registry still serves that manifest by digest (Ollama pulls only by
-        tag): its blobs are uploaded through the server's API and the manifest written into this store, as
+        tag). Its blobs are uploaded through the server's API and the manifest written into this store, as
         M(llmops.ollama.ollama_import) does. That needs the task to run on the server's host (O(base_url) on
         loopback), as root or the service user.
       - Defaults to E(OLLAMA_MODELS), else C(/usr/share/ollama/.ollama/models) when it exists.

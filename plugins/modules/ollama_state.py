@@ -62,7 +62,8 @@ options:
       - C(server), the Ollama server, with C(url) (default O(base_url), as M(llmops.ollama.ollama_model) reads it, with the
         other connection options), C(version) (the version it must answer), C(models) (as the C(models)
         option of M(llmops.ollama.ollama_model), names or C(name) and C(state) with V(present), V(latest) or V(absent),
-        and C(digest) for a model pinned to a manifest digest), C(purge) (no other model), C(insecure) (plain-HTTP registries, for V(latest)), C(timeout) (seconds).
+        and C(digest) for a model pinned to a manifest digest), C(purge) (no other model), C(insecure) (plain-HTTP
+        registries, for V(latest)), C(timeout) (seconds).
       - C(read), a list of files whose text is returned in RV(found) (public files only, such as a CA certificate,
         or files whose wanted content the controller can only tell afterwards).
       - C(gpu), a dictionary with C(requirements) (as the requirements option of M(llmops.ollama.ollama_facts)); the

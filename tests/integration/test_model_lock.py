@@ -22,4 +22,4 @@ def test_models_pinned_by_digest(registry, playbook):
             "v1": v1, "v2": v2,
         })
     assert run.rc == 0, run.output[-6000:]
-    assert run.output.count("All assertions passed") == 6, run.output[-3000:]
+    assert run.output.count("All assertions passed") == 7, run.output[-3000:]
