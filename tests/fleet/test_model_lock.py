@@ -40,8 +40,8 @@ def digests(lab):
 def report_lines(lab, extra):
     run = lab.playbook("report.yml", limit="%s,localhost" % HOST, extra_vars=extra)
     assert run.rc == 0, run.output[-3000:]
-    return [line.strip().strip('",') for line in run.output.splitlines() if "lock" in line and ("drift" in line or
-                                                                                                "pinned" in line)]
+    return [line.strip().strip('",') for line in run.output.splitlines()
+            if "lock drift:" in line or "pinned model(s)" in line]
 
 
 def test_lock_drift_check_fix_report(locked):
