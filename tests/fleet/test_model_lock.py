@@ -72,6 +72,7 @@ def test_lock_drift_check_fix_report(locked):
     assert check.changed()[HOST] > 0, check.output[-4000:]
     assert "%s sha256:%s" % (case["name"], case["v1"]) in check.output, check.output[-4000:]
     drift = report_lines(lab, extra)
+    print("report with drift: %s" % drift)
     expected = "lock drift: %s is at %s, locked %s" % (case["name"], case["v2"][:12], case["v1"][:12])
     assert len(drift) == 1 and expected in drift[0], drift
 
@@ -81,7 +82,9 @@ def test_lock_drift_check_fix_report(locked):
     assert digests(lab)[case["name"]] == case["v1"]  # the locked build, by digest: the tag has v2
     again = lab.playbook("servers.yml", limit=HOST, extra_vars=extra)
     assert again.rc == 0 and again.changed() == {HOST: 0}, again.output[-4000:]
-    assert any("lock: 3 pinned model(s), all at the locked digest" in line for line in report_lines(lab, extra))
+    fixed = report_lines(lab, extra)
+    print("report after the run: %s" % fixed)
+    assert any("lock: 3 pinned model(s), all at the locked digest" in line for line in fixed), fixed
 
     from_host = lab.playbook("lock.yml", extra_vars={"lock_file": case["lock_file"], "lock_source": "host",
                                                      "lock_reference_host": HOST,
