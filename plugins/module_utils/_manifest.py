@@ -19,6 +19,7 @@ import json
 import re
 
 DIGEST = re.compile(r"^sha256[:-][0-9a-fA-F]{64}$")
+MANIFEST_DIGEST = re.compile(r"^(?:sha256[:-])?([0-9a-fA-F]{64})$")
 MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 
 
@@ -31,6 +32,16 @@ def check_digest(digest, what="blob"):
     if not isinstance(digest, str) or not DIGEST.match(digest):
         raise InvalidManifest("the %s digest %s is not sha256:<64 hex digits>" % (what, _show(digest)))
     return digest
+
+
+def manifest_digest(value):
+    """The hex form (as /api/tags shows it) of a manifest digest given as ``<64 hex>`` or ``sha256:<64 hex>``;
+    InvalidManifest saying what a digest looks like for anything else."""
+    match = MANIFEST_DIGEST.match(value.strip()) if isinstance(value, str) else None
+    if not match:
+        raise InvalidManifest("the digest %s is not a manifest digest: give the 64 hex digits /api/tags shows (or "
+                              "sha256:<64 hex digits>)" % _show(value))
+    return match.group(1).lower()
 
 
 def blobs(manifest):

@@ -234,6 +234,7 @@ def existing_name(parsed, names):
 
 
 STATES = ("present", "absent", "latest")
+ITEM_KEYS = ("name", "state", "digest")  # digest: the manifest digest the model is pinned to (_lock.py reads it)
 
 
 def parse_model_list(items, default_state):
@@ -245,10 +246,10 @@ def parse_model_list(items, default_state):
     errors, seen, wanted, pairs = [], {}, [], []
     for item in items:
         if isinstance(item, dict):
-            unknown = sorted(set(str(k) for k in item) - set(("name", "state")))
+            unknown = sorted(set(str(k) for k in item) - set(ITEM_KEYS))
             state = item.get("state", default_state)
             if unknown or "name" not in item or not isinstance(state, str) or state not in STATES:
-                errors.append("models item %r: give 'name' and optionally 'state' (one of %s)%s"
+                errors.append("models item %r: give 'name' and optionally 'state' (one of %s) and 'digest'%s"
                               % (item, ", ".join(STATES), "; unknown keys: %s" % ", ".join(unknown) if unknown else ""))
                 continue
             pairs.append((item["name"], state))

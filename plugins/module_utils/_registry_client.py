@@ -185,6 +185,31 @@ class RegistryClient(object):
             raise OllamaError("%s sent a manifest for %s that Ollama would refuse: %s"
                               % (_describe(url), name.short, exc), url=url)
 
+    def manifest_by_digest(self, name, digest, insecure=False):
+        """(raw bytes, parsed manifest) of the manifest `digest` (hex) of a parsed ModelName's repository, as the
+        registry serves it by digest (``/v2/<repo>/manifests/sha256:<hex>``) whatever its tags point to now.
+
+        OllamaNotFound when the registry no longer serves it; OllamaError when the bytes are not that digest or are a
+        manifest Ollama would refuse."""
+        url = "%s/manifests/sha256:%s" % (name.repository_url(insecure), digest)
+        resp = self._get(url, name.scope, {"Accept": MEDIA_TYPE}, insecure)
+        try:
+            raw = resp.read()
+        except READ_ERRORS as exc:
+            raise OllamaError("lost the connection to %s while reading the manifest sha256:%s of %s: %s"
+                              % (_describe(url), digest, name.short, short(exc)))
+        finally:
+            resp.close()
+        try:
+            got, manifest = parse(raw)
+        except InvalidManifest as exc:
+            raise OllamaError("%s sent a manifest for %s@sha256:%s that Ollama would refuse: %s"
+                              % (_describe(url), name.short, digest, exc), url=url)
+        if got != digest:
+            raise OllamaError("%s answered the manifest sha256:%s of %s with other bytes (sha256:%s); nothing was "
+                              "kept" % (_describe(url), digest, name.short, got), url=url)
+        return raw, manifest
+
     # -- blobs -----------------------------------------------------------------------------------------
     def fetch_blob(self, name, digest, dest, insecure=False):
         """Download a registry blob of `name` to `dest`, verifying its sha256 on the way. Returns bytes written."""

@@ -13,6 +13,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
+import json
 import os
 import pwd
 import tempfile
@@ -162,3 +163,32 @@ def bundle_index(root):
         models[name.short] = dict(digest=digest, blobs=[d for d, _s in walked], manifest=text,
                                   size=sum(s for _d, s in walked))
     return dict(models=models)
+
+
+def prune_layers(models_dir, replaced):
+    """Remove the blobs of a replaced manifest that no manifest in the store uses any more, as Ollama's pull does
+    (deleteUnusedLayers). Returns how many were removed."""
+    unused = set(d for d, _s in replaced)
+    for _name, path in stored_manifests(models_dir):
+        try:
+            with open(path, "rb") as f:
+                manifest = json.loads(f.read().decode("utf-8"))
+            unused.difference_update(d for d, _s in blobs(manifest))
+        except (ValueError, UnicodeError, InvalidManifest, OSError):
+            continue  # as Ollama, a broken manifest does not keep layers alive
+    removed = 0
+    for digest in unused:
+        path = blob_path(models_dir, digest)
+        if os.path.isfile(path):
+            os.unlink(path)
+            removed += 1
+    return removed
+
+
+def old_blobs(path):
+    """[(digest, size)] of the manifest file at `path`, or [] when it cannot be read (nothing to keep alive)."""
+    try:
+        with open(path, "rb") as f:
+            return blobs(json.loads(f.read().decode("utf-8")))
+    except (ValueError, UnicodeError, InvalidManifest, OSError):
+        return []

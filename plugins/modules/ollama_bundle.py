@@ -47,7 +47,10 @@ options:
   models:
     description:
       - Models to have in the bundle; each a name, or a dictionary with C(name) and C(state)
-        (V(present), V(latest) or V(absent)).
+        (V(present), V(latest) or V(absent)), and optionally C(digest).
+      - C(digest) pins the model to a manifest digest (as in M(llmops.ollama.ollama_model)). The bundle gets that
+        build, from the tag while the tag has it, else from the registry by digest; when the registry no longer serves
+        it the task fails saying the tag moved.
     type: list
     elements: raw
     default: []
@@ -137,7 +140,8 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.llmops.ollama.plugins.module_utils._http import OllamaError, OllamaNotFound
-from ansible_collections.llmops.ollama.plugins.module_utils._manifest import InvalidManifest
+from ansible_collections.llmops.ollama.plugins.module_utils._lock import InvalidLock, moved_message, pins
+from ansible_collections.llmops.ollama.plugins.module_utils._manifest import InvalidManifest, manifest_digest
 from ansible_collections.llmops.ollama.plugins.module_utils._manifest import blobs as manifest_blobs
 from ansible_collections.llmops.ollama.plugins.module_utils._manifest import parse as parse_manifest
 from ansible_collections.llmops.ollama.plugins.module_utils._names import (
@@ -160,8 +164,9 @@ VERIFIED = ".verified.json"  # blobs whose sha256 was checked, with the file sta
 
 
 def merged(items):
-    """One item per model from several hosts' lists: latest wins over present, absent items are dropped."""
-    states, order = {}, []
+    """One item per model from several hosts' lists: latest wins over present, absent items are dropped, a digest
+    is kept (two different ones for a model are refused: a bundle holds one build of a name)."""
+    states, order, digests = {}, [], {}
     for item in items:
         name, state = (item.get("name"), item.get("state", "present")) if isinstance(item, dict) else (item, "present")
         if state == "absent":
@@ -174,7 +179,22 @@ def merged(items):
             order.append((key, name))
         if states.get(key) != "latest":
             states[key] = state
-    return [dict(name=name, state=states[key]) for key, name in order]
+        digest = item.get("digest") if isinstance(item, dict) else None
+        if digest is not None:
+            if key in digests and _same_digest(digests[key], digest) is False:
+                raise InvalidLock("'%s' is pinned to two digests in the hosts' lists (%s and %s); a bundle holds one "
+                                  "build of a name: pin it to one" % (name, digests[key], digest))
+            digests[key] = digest
+    return [dict(dict(name=name, state=states[key]), **({"digest": digests[key]} if key in digests else {}))
+            for key, name in order]
+
+
+def _same_digest(one, other):
+    """Whether two digests are the same build; None when one is malformed (pins() then says what is wrong)."""
+    try:
+        return manifest_digest(one) == manifest_digest(other)
+    except InvalidManifest:
+        return None
 
 
 class Blobs(object):
@@ -299,7 +319,8 @@ def main():
         if module.params["merge"]:
             items = merged(items)
         wanted = parse_model_list(items, "present")
-    except (InvalidModelName, OllamaError) as exc:
+        pinned = pins(items)
+    except (InvalidModelName, InvalidLock, OllamaError) as exc:
         module.fail_json(msg=str(exc))
     if os.path.exists(root) and not os.path.isdir(root):
         module.fail_json(msg="%s exists and is not a directory; give a directory for the bundle" % root)
@@ -322,7 +343,11 @@ def main():
                     if not module.check_mode:
                         os.unlink(local)
                 continue
-            if state == "present" and manifest and store.complete(manifest):
+            locked = pinned.get(name.key)
+            if locked:
+                result["digest_locked"] = locked
+            satisfied = locked == digest if locked else state == "present"
+            if satisfied and manifest and store.complete(manifest):
                 continue
             if name.scheme.lower() == "http" and not insecure:
                 raise OllamaError("'%s' asks for plain HTTP, but a scheme in a model name is ignored (as Ollama ignores "
@@ -333,6 +358,14 @@ def main():
                 remote_digest, remote = parse_manifest(raw)
             except InvalidManifest as exc:
                 raise OllamaError("the registry sent a manifest for %s that Ollama would refuse: %s" % (name.short, exc))
+            if locked and remote_digest != locked:
+                moved_to = remote_digest
+                try:
+                    raw, remote = registry.manifest_by_digest(name, locked, insecure)
+                except OllamaNotFound:
+                    raise OllamaError(moved_message(given, locked, moved_to,
+                                                    "the registry no longer serves sha256:%s" % locked))
+                remote_digest = locked
             if remote_digest == digest and store.complete(manifest):
                 continue
             walked = manifest_blobs(remote)

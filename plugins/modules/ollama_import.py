@@ -46,6 +46,9 @@ options:
       - Models to import; each a name, or a dictionary with C(name) and C(state). V(present) imports a missing model;
         V(latest) also replaces one whose digest differs from the bundle's. V(absent) items are ignored here (use
         M(llmops.ollama.ollama_model)).
+      - A dictionary may give C(digest), the manifest digest the model is pinned to (as in
+        M(llmops.ollama.ollama_model)). The bundle must hold that build (else the task fails saying what it holds),
+        and a server with another build gets it, whatever the state.
     type: list
     elements: raw
     required: true
@@ -144,6 +147,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.six.moves.urllib.parse import urlsplit
 
 from ansible_collections.llmops.ollama.plugins.module_utils._http import OllamaError, redact
+from ansible_collections.llmops.ollama.plugins.module_utils._lock import InvalidLock, pins
 from ansible_collections.llmops.ollama.plugins.module_utils._manifest import InvalidManifest
 from ansible_collections.llmops.ollama.plugins.module_utils._manifest import blobs as manifest_blobs
 from ansible_collections.llmops.ollama.plugins.module_utils._manifest import check_digest
@@ -160,11 +164,11 @@ from ansible_collections.llmops.ollama.plugins.module_utils._names import (
 )
 from ansible_collections.llmops.ollama.plugins.module_utils._store import (
     atomic_write,
-    blob_path,
     default_models_dir,
     find_manifest,
     manifest_path,
-    stored_manifests,
+    old_blobs,
+    prune_layers,
 )
 
 
@@ -213,34 +217,6 @@ def _show(value):
     return text[:80]
 
 
-def prune_layers(models_dir, old_blobs):
-    """Remove the blobs of a replaced manifest that no manifest in the store uses any more, as Ollama's pull does
-    (deleteUnusedLayers). Returns how many were removed."""
-    unused = set(d for d, _s in old_blobs)
-    for _name, path in stored_manifests(models_dir):
-        try:
-            with open(path, "rb") as f:
-                manifest = json.loads(f.read().decode("utf-8"))
-            unused.difference_update(d for d, _s in manifest_blobs(manifest))
-        except (ValueError, UnicodeError, InvalidManifest, OSError):
-            continue  # as Ollama, a broken manifest does not keep layers alive
-    removed = 0
-    for digest in unused:
-        path = blob_path(models_dir, digest)
-        if os.path.isfile(path):
-            os.unlink(path)
-            removed += 1
-    return removed
-
-
-def old_blobs(path):
-    try:
-        with open(path, "rb") as f:
-            return manifest_blobs(json.loads(f.read().decode("utf-8")))
-    except (ValueError, UnicodeError, InvalidManifest, OSError):
-        return []
-
-
 def main():
     argument_spec = api_argument_spec()
     argument_spec.update(registry_argument_spec())
@@ -265,13 +241,14 @@ def main():
         if module.params["bundle_url"]:
             seed, seed_headers = seed_url(module.params["bundle_url"])
         wanted = [w for w in parse_model_list(module.params["models"], "present") if w[2] != "absent"]
+        pinned = pins(module.params["models"])
         bundle = read_index(module.params["index"])
         client = client_from_params(module.params)
         registry = registry_client_from_params(module.params) if seed else None
         index = client.models()
     except BadIndex as exc:
         module.fail_json(msg="index: %s" % exc)
-    except (InvalidModelName, OllamaError) as exc:
+    except (InvalidModelName, InvalidLock, OllamaError) as exc:
         module.fail_json(msg=str(exc))
 
     steps, missing, errors = [], {}, []
@@ -280,11 +257,20 @@ def main():
         if entry is None:
             errors.append("'%s' is not in the bundle; add it with llmops.ollama.ollama_bundle" % given)
             continue
+        locked = pinned.get(name.key)
+        if locked and entry["digest"] != locked:
+            errors.append("'%s' is locked to sha256:%s, and the bundle has sha256:%s for it: fetch the locked build "
+                          "into the bundle (llmops.ollama.ollama_bundle with the same digest, the models role's "
+                          "ollama_models_bundle_fetch), or update the lock (playbooks/lock.yml)"
+                          % (given, locked, entry["digest"]))
+            continue
         have = index.get(name)
         step = dict(name=given, model=index.stored_name(name), state=state, action="none",
                     digest_before=have and have.get("digest"), digest_after=have and have.get("digest"))
+        if locked:
+            step["digest_locked"] = locked
         steps.append((step, name, entry))
-        if have and (state == "present" or have.get("digest") == entry["digest"]):
+        if have and ((state == "present" and not locked) or have.get("digest") == entry["digest"]):
             continue
         step.update(action="updated" if have else "imported", digest_after=entry["digest"])
         try:

@@ -43,7 +43,7 @@ attributes:
     details: Reports exactly what a real run would change, without downloading or deleting; checks the registry for models to pull.
   diff_mode:
     support: full
-    details: The server's model list before and after.
+    details: The server's model list before and after, pinned models with their digest.
   idempotent:
     support: full
 options:
@@ -59,7 +59,13 @@ options:
     description:
       - Models with a state each, to handle a mixed list in one call.
       - Each item is a model name (which takes O(state)) or a dictionary with C(name) and optionally C(state)
-        (V(present), V(latest) or V(absent); default O(state)).
+        (V(present), V(latest) or V(absent); default O(state)) and C(digest).
+      - C(digest) pins the model to a manifest digest, the C(digest) C(/api/tags) shows (64 hex digits, or
+        C(sha256:<64 hex>)). The server must have exactly that build (V(present) and V(latest) both mean that digest).
+        When the server has another one (or none), the task pulls the tag if the registry's tag still has the locked
+        manifest; if the tag moved but the registry still serves the locked manifest by digest, it fetches that
+        manifest and the blobs the server lacks and puts them on the server (see O(models_dir)); if the registry no
+        longer serves it, the task fails saying the tag moved, to what, and what to do. See also O(lock).
     type: list
     elements: raw
   state:
@@ -131,6 +137,28 @@ options:
       - Loading waits for the server for up to O(timeout) seconds per model.
     type: raw
     version_added: 0.2.0
+  lock:
+    description:
+      - A lock, model name to manifest digest (as C(/api/tags) shows it), that pins the listed models, as a
+        C(digest) in each of their O(models) items. Names match as Ollama matches them (C(lab/tiny) is
+        C(lab/tiny:latest)).
+      - Every entry must be for a model listed in O(name) or O(models), and not as V(absent); an entry for any other
+        model fails the task, as does a malformed digest or an item whose own C(digest) differs. For a lock that
+        covers a whole fleet, where each host lists some of its models, the P(llmops.ollama.models#role) role applies
+        to each host only the entries of the models it lists.
+      - C(playbooks/lock.yml) writes a lock file from a reference host or the registry.
+    type: dict
+    version_added: 0.2.0
+  models_dir:
+    description:
+      - The server's model store (E(OLLAMA_MODELS)) on this host. Used only to put a pinned model's locked manifest on
+        the server when its tag has moved and the registry still serves that manifest by digest (Ollama pulls only by
+        tag). Its blobs are uploaded through the server's API and the manifest written into this store, as
+        M(llmops.ollama.ollama_import) does. That needs the task to run on the server's host (O(base_url) on
+        loopback), as root or the service user.
+      - Defaults to E(OLLAMA_MODELS), else C(/usr/share/ollama/.ollama/models) when it exists.
+    type: path
+    version_added: 0.2.0
 seealso:
   - module: llmops.ollama.ollama_facts
 notes:
@@ -181,6 +209,19 @@ EXAMPLES = r"""
     name: gpt-oss:120b
     progress_interval: 0
 
+- name: Keep two models at the builds the fleet's lock file pins (written by playbooks/lock.yml)
+  llmops.ollama.ollama_model:
+    models:
+      - llama3.2:3b
+      - gpt-oss:20b
+    lock: "{{ lookup('ansible.builtin.file', 'models.lock.yml') | from_yaml }}"
+
+- name: Pin one model to a build
+  llmops.ollama.ollama_model:
+    models:
+      - name: llama3.2:3b
+        digest: a80c4f17acd55265feec403c7aef86be0c25983ab279d83f3bcd3abbcb5b8b72
+
 - name: Set the server once for every module of the collection
   module_defaults:
     group/llmops.ollama.ollama:
@@ -228,6 +269,20 @@ models:
     digest_after:
       description: Digest the server has after the task (in check mode, the one it would have), or null.
       type: str
+    digest_locked:
+      description: The digest the model is pinned to (its C(digest), or O(lock)).
+      type: str
+      returned: for pinned models
+      version_added: 0.2.0
+    source:
+      description:
+        - How a pinned model got (or, in check mode, would get) its locked digest. V(tag) is a pull of its tag, whose
+          manifest is the locked one; V(digest) is the locked manifest fetched from the registry by digest, because the
+          tag moved, and put on the server with the blobs it lacked.
+      type: str
+      choices: [tag, digest]
+      returned: for pinned models that were (or would be) pulled
+      version_added: 0.2.0
     size:
       description: Size of the model in bytes (after, or before when removed).
       type: int
@@ -263,6 +318,9 @@ models:
       sample: {"fits": "none", "ok": false, "message": "does not fit: needs about 1.2 TiB of memory, ..."}
 """
 
+import os
+import time
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.six.moves.urllib.parse import urlsplit
 
@@ -270,6 +328,13 @@ from ansible_collections.llmops.ollama.plugins.module_utils._http import (
     OllamaError,
     OllamaNotFound,
     OllamaUnreachable,
+)
+from ansible_collections.llmops.ollama.plugins.module_utils._lock import (
+    InvalidLock,
+    apply_lock,
+    install_by_digest,
+    moved_message,
+    pins,
 )
 from ansible_collections.llmops.ollama.plugins.module_utils._manifest import blobs as manifest_blobs
 from ansible_collections.llmops.ollama.plugins.module_utils._ollama_client import api_argument_spec, client_from_params
@@ -289,10 +354,56 @@ MAX_PROGRESS_INTERVAL = 10
 PULLS = ("pulled", "updated")
 
 
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
 def wanted_models(params):
-    """[(given name, ModelName, state)] from name/models; fails early on invalid names or conflicts."""
+    """([(given name, ModelName, state)], {key: pinned hex digest}) from name/models and lock; fails early on invalid
+    names, digests or conflicts."""
     items = params["models"] if params["models"] is not None else params["name"] or []
-    return parse_model_list(items, params["state"])
+    if params["lock"] is not None:
+        items = apply_lock(items, params["lock"], unlisted="fail", where="lock")
+    return parse_model_list(items, params["state"]), pins(items, params["state"])
+
+
+def plan_pinned(module, registry, client, step, given, stored, locked):
+    """What a model pinned to `locked` needs: nothing, a pull of its tag (the tag still has that manifest), or the
+    locked manifest fetched by digest (the tag moved, the registry still serves it). Returns the manifest to put on
+    the server (None when nothing is to be done); raises OllamaError when the locked build cannot be had."""
+    insecure = module.params["insecure"]
+    if step["digest_before"] == locked:
+        return None
+    moved_to = None
+    try:
+        moved_to, manifest = registry.manifest(stored, insecure)
+    except OllamaNotFound:
+        pass  # the tag is gone: the manifest may still be served by digest
+    except OllamaError as exc:
+        raise OllamaError("cannot check '%s' against its locked digest sha256:%s: %s" % (given, locked, exc.msg))
+    action = "updated" if step["digest_before"] else "pulled"
+    if moved_to == locked:
+        step.update(action=action, changed=True, digest_after=locked, source="tag")
+        return manifest
+    try:
+        raw, manifest = registry.manifest_by_digest(stored, locked, insecure)
+    except OllamaNotFound:
+        raise OllamaError(moved_message(given, locked, moved_to, "the registry no longer serves sha256:%s" % locked))
+    except OllamaError as exc:
+        raise OllamaError("cannot fetch the locked manifest sha256:%s of '%s' by digest: %s" % (locked, given, exc.msg))
+    if urlsplit(client.base_url).hostname not in LOOPBACK:
+        why = ("the locked manifest, which the registry still serves by digest, can be put on the server only from "
+               "its own host (its store is written), and the server at %s is not on this host: run the task there "
+               "(delegate_to)" % client.base_url)
+        raise OllamaError(moved_message(given, locked, moved_to, why))
+    models_dir = module.params["models_dir"] or default_models_dir()
+    if not os.path.isdir(models_dir):
+        raise OllamaError(moved_message(
+            given, locked, moved_to, "the locked manifest, which the registry still serves by digest, is put into the "
+            "server's store, and models_dir %s is not a directory on this host: give the server's OLLAMA_MODELS"
+            % models_dir))
+    step.update(action=action, changed=True, digest_after=locked, source="digest", raw=raw, manifest=manifest,
+                parsed_stored=stored)
+    return manifest
 
 
 def plain_http_refusal(given):
@@ -300,7 +411,7 @@ def plain_http_refusal(given):
                        "unless insecure is set: set insecure: true to pull from a plain-HTTP registry" % given)
 
 
-def plan(module, registry, client, wanted, index):
+def plan(module, registry, client, wanted, index, pinned):
     """Decide per model what to do, reading the registry where that is needed. Returns (plan, warnings)."""
     steps, warnings, planned = [], [], set()
     insecure = module.params["insecure"]
@@ -310,6 +421,17 @@ def plan(module, registry, client, wanted, index):
         step = dict(name=given, model=stored.short, state=state, action="none", changed=False,
                     digest_before=have and have.get("digest"), digest_after=have and have.get("digest"),
                     size=have and have.get("size"), bytes=0, seconds=0.0, rate=0, parsed=parsed)
+        locked = pinned.get(parsed.key)
+        if locked:
+            step["digest_locked"] = locked
+            if parsed.scheme.lower() == "http" and not insecure:
+                raise plain_http_refusal(given)
+            manifest = plan_pinned(module, registry, client, step, given, stored, locked)
+            if manifest is not None:
+                walked = manifest_blobs(manifest)
+                step.update(size=sum(size for _d, size in walked), bytes=client.missing_bytes(walked, planned))
+            steps.append(step)
+            continue
         if state == "absent":
             if have:
                 step.update(action="removed", changed=True, digest_after=None)
@@ -357,7 +479,7 @@ def fit_checks(module, client, steps):
     pulls = [s for s in steps if s["action"] in PULLS]
     if module.params["fit_check"] == "off" or not pulls:
         return [], []
-    if urlsplit(client.base_url).hostname not in ("127.0.0.1", "::1", "localhost"):
+    if urlsplit(client.base_url).hostname not in LOOPBACK:
         return [], ["fit_check skipped: the server at %s is not on this host, whose hardware the check reads; run the "
                     "task on the server host (delegate_to) to check the fit" % client.base_url]
     hardware = gather_hardware(default_models_dir(), module.run_command, module.get_bin_path)
@@ -397,7 +519,7 @@ def finished_check(client, step):
     return finished
 
 
-def run_steps(module, client, steps, failures, progress=None):
+def run_steps(module, client, registry, steps, failures, progress=None):
     """Pull and remove as planned (nothing in check mode); collect error messages in `failures`."""
     if module.check_mode:
         return
@@ -408,6 +530,18 @@ def run_steps(module, client, steps, failures, progress=None):
         try:
             if step["action"] == "removed":
                 client.delete(step["model"])
+            elif step.get("source") == "digest":
+                started = time.time()
+                models_dir = module.params["models_dir"] or default_models_dir()
+                try:
+                    fetched = install_by_digest(client, registry, step["parsed_stored"], step["raw"],
+                                                step["manifest"], models_dir, module.params["insecure"])
+                except (IOError, OSError) as exc:
+                    raise OllamaError("putting the locked manifest of '%s' into the server's store %s failed: %s "
+                                      "(check the disk, and that models_dir is the server's OLLAMA_MODELS)"
+                                      % (step["name"], models_dir, exc))
+                seconds = max(time.time() - started, 0.001)
+                step.update(bytes=fetched, seconds=round(seconds, 3), rate=int(fetched / seconds))
             else:
                 pulled_so_far += 1
                 if progress is not None:
@@ -455,8 +589,25 @@ def reconcile(steps, now):
             step.update(changed=True, action="updated" if step["digest_before"] else "pulled")
 
 
-def model_list(names):
-    return "".join("%s\n" % n for n in sorted(names))
+def model_list(names, digests=None):
+    """The diff's text: a model a line; a pinned model with its digest (None: not on the server)."""
+    digests = digests or {}
+    return "".join("%s%s\n" % (n, (" sha256:%s" % digests[n]) if digests.get(n) else "") for n in sorted(names))
+
+
+def pinned_digests(steps, key):
+    """{listed name: digest} of the pinned models, `key` digest_before or digest_after."""
+    return dict((s["model"], s[key]) for s in steps if s.get("digest_locked") and s[key])
+
+
+def check_pins(steps, failures):
+    """After a real run: each pinned model that was pulled has its locked digest, or the run fails saying so."""
+    for step in steps:
+        if step.get("source") and step.get("error") is None and step["digest_after"] != step["digest_locked"]:
+            message = ("'%s' has sha256:%s after the pull, not the locked sha256:%s: its tag moved during the run; run "
+                       "again" % (step["name"], step["digest_after"], step["digest_locked"]))
+            step["error"] = message
+            failures.append(message)
 
 
 def predicted(before, steps):
@@ -470,7 +621,7 @@ def predicted(before, steps):
 
 
 def public(step):
-    return dict((k, v) for k, v in step.items() if k not in ("parsed", "key"))
+    return dict((k, v) for k, v in step.items() if k not in ("parsed", "key", "raw", "manifest", "parsed_stored"))
 
 
 def main():
@@ -487,6 +638,8 @@ def main():
         progress_interval=dict(type="int", default=5),
         progress_file=dict(type="path"),
         keep_alive=dict(type="raw"),
+        lock=dict(type="dict"),
+        models_dir=dict(type="path"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            mutually_exclusive=[("name", "models")], required_one_of=[("name", "models")])
@@ -498,12 +651,12 @@ def main():
     except InvalidKeepAlive as exc:
         module.fail_json(msg=str(exc), models=[])
     try:
-        wanted = wanted_models(module.params)
+        wanted, pinned = wanted_models(module.params)
         client = client_from_params(module.params)
         registry = registry_client_from_params(module.params)
         index = client.models()
-        steps, warnings = plan(module, registry, client, wanted, index)
-    except (InvalidModelName, OllamaError) as exc:
+        steps, warnings = plan(module, registry, client, wanted, index, pinned)
+    except (InvalidModelName, InvalidLock, OllamaError) as exc:
         module.fail_json(msg=str(exc), models=[])
     refusals, fit_warnings = fit_checks(module, client, steps)
     warnings.extend(fit_warnings)
@@ -520,7 +673,7 @@ def main():
     failures = []
     progress = ProgressFile(module.params["progress_file"]) if module.params["progress_file"] else None
     try:
-        run_steps(module, client, steps, failures, progress)
+        run_steps(module, client, registry, steps, failures, progress)
     finally:
         if progress is not None:
             progress.close()
@@ -535,13 +688,15 @@ def main():
         else:
             reconcile(steps, now)
             after = set(now.listed())
+            check_pins(steps, failures)
 
     if keep_alive is not None:
         warm(client, steps, keep_alive, module.check_mode, failures)
 
     result = dict(changed=any(s["changed"] for s in steps), models=[public(s) for s in steps])
     if module._diff:
-        result["diff"] = dict(before=model_list(before), after=model_list(after),
+        result["diff"] = dict(before=model_list(before, pinned_digests(steps, "digest_before")),
+                              after=model_list(after, pinned_digests(steps, "digest_after")),
                               before_header="models on %s" % client.base_url,
                               after_header="models on %s" % client.base_url)
     if failures:

@@ -61,10 +61,16 @@ options:
       - C(packages), a list of Debian packages that must be installed.
       - C(server), the Ollama server, with C(url) (default O(base_url), as M(llmops.ollama.ollama_model) reads it, with the
         other connection options), C(version) (the version it must answer), C(models) (as the C(models)
+<<<<<<< HEAD
         option of M(llmops.ollama.ollama_model), names or C(name) and C(state) with V(present), V(latest) or V(absent)),
         C(purge) (no other model), C(insecure) (plain-HTTP registries, for V(latest)), C(timeout) (seconds),
         C(show) (also read each model's C(/api/show) answer, returned in RV(found); the part differs when one
         cannot be read).
+=======
+        option of M(llmops.ollama.ollama_model), names or C(name) and C(state) with V(present), V(latest) or V(absent),
+        and C(digest) for a model pinned to a manifest digest), C(purge) (no other model), C(insecure) (plain-HTTP
+        registries, for V(latest)), C(timeout) (seconds).
+>>>>>>> lock
       - C(read), a list of files whose text is returned in RV(found) (public files only, such as a CA certificate,
         or files whose wanted content the controller can only tell afterwards).
       - C(gpu), a dictionary with C(requirements) (as the requirements option of M(llmops.ollama.ollama_facts)); the
@@ -169,6 +175,12 @@ from ansible_collections.llmops.ollama.plugins.module_utils._registry_client imp
     registry_argument_spec,
     registry_client_from_params,
 )
+<<<<<<< HEAD
+=======
+from ansible_collections.llmops.ollama.plugins.module_utils._hardware import gather as gather_hardware
+from ansible_collections.llmops.ollama.plugins.module_utils._requirements import DEFAULTS, check_host
+from ansible_collections.llmops.ollama.plugins.module_utils._lock import InvalidLock, pins
+>>>>>>> lock
 from ansible_collections.llmops.ollama.plugins.module_utils._names import InvalidModelName, parse_model_list
 
 PATH_KEYS = ("path", "type", "sha256", "lines", "owner", "group", "mode", "target", "cert_valid_for")
@@ -413,18 +425,23 @@ def check_server(reader, want, reasons):
         return
     try:
         wanted = parse_model_list(models, "present")
-    except InvalidModelName as exc:
+        pinned = pins(models, "present")
+    except (InvalidModelName, InvalidLock) as exc:
         reasons.append("models: %s" % exc)
         return
     index = have["index"]
     insecure = boolean(want.get("insecure") or False)
     for given, parsed, state in wanted:
         local = index.get(parsed)
+        locked = pinned.get(parsed.key)
         if state == "absent":
             if local:
                 reasons.append("model %s: on the server, and listed as absent" % given)
         elif not local:
             reasons.append("model %s: not on the server" % given)
+        elif locked:
+            if local.get("digest") != locked:
+                reasons.append("model %s: has digest %s, not the locked %s" % (given, local.get("digest"), locked))
         elif state == "latest":
             try:  # the name as the server stores it, which is what it asks the registry for (as ollama_model does)
                 digest = reader.registry(timeout or reader.module.params["timeout"]).manifest(

@@ -258,12 +258,20 @@ def draw_args(data, base, wild):
     return args
 
 
+# manifest digests (a models item's digest, a lock's values): well-formed ones (hex or sha256:hex), near misses, junk
+digests = st.one_of(st.from_regex(r"\A(sha256:)?[0-9a-f]{64}\Z"), st.from_regex(r"\A(sha256[:-])?[0-9a-fA-F]{60,66}\Z"),
+                    st.text(max_size=70), junk)
+
+
 def model_wild(url_strategy, name_strategy):
     return {
         "name": st.one_of(name_strategy, st.lists(name_strategy, max_size=4)),
         "models": st.one_of(junk, st.lists(st.one_of(
             name_strategy,
-            st.fixed_dictionaries({}, optional={"name": name_strategy, "state": states, "extra": junk})), max_size=4)),
+            st.fixed_dictionaries({}, optional={"name": name_strategy, "state": states, "digest": digests,
+                                                "extra": junk})), max_size=4)),
+        "lock": st.one_of(junk, st.dictionaries(name_strategy, digests, max_size=3)),
+        "models_dir": st.one_of(st.sampled_from(["/nonexistent/models", "/etc/hostname", ""]), junk),
         "state": states,
         "timeout": timeouts,
         "base_url": url_strategy,
