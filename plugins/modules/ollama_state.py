@@ -61,16 +61,10 @@ options:
       - C(packages), a list of Debian packages that must be installed.
       - C(server), the Ollama server, with C(url) (default O(base_url), as M(llmops.ollama.ollama_model) reads it, with the
         other connection options), C(version) (the version it must answer), C(models) (as the C(models)
-<<<<<<< HEAD
-        option of M(llmops.ollama.ollama_model), names or C(name) and C(state) with V(present), V(latest) or V(absent)),
-        C(purge) (no other model), C(insecure) (plain-HTTP registries, for V(latest)), C(timeout) (seconds),
-        C(show) (also read each model's C(/api/show) answer, returned in RV(found); the part differs when one
-        cannot be read).
-=======
         option of M(llmops.ollama.ollama_model), names or C(name) and C(state) with V(present), V(latest) or V(absent),
         and C(digest) for a model pinned to a manifest digest), C(purge) (no other model), C(insecure) (plain-HTTP
-        registries, for V(latest)), C(timeout) (seconds).
->>>>>>> lock
+        registries, for V(latest)), C(timeout) (seconds), C(show) (also read each model's C(/api/show) answer,
+        returned in RV(found); the part differs when one cannot be read).
       - C(read), a list of files whose text is returned in RV(found) (public files only, such as a CA certificate,
         or files whose wanted content the controller can only tell afterwards).
       - C(gpu), a dictionary with C(requirements) (as the requirements option of M(llmops.ollama.ollama_facts)); the
@@ -175,12 +169,7 @@ from ansible_collections.llmops.ollama.plugins.module_utils._registry_client imp
     registry_argument_spec,
     registry_client_from_params,
 )
-<<<<<<< HEAD
-=======
-from ansible_collections.llmops.ollama.plugins.module_utils._hardware import gather as gather_hardware
-from ansible_collections.llmops.ollama.plugins.module_utils._requirements import DEFAULTS, check_host
 from ansible_collections.llmops.ollama.plugins.module_utils._lock import InvalidLock, pins
->>>>>>> lock
 from ansible_collections.llmops.ollama.plugins.module_utils._names import InvalidModelName, parse_model_list
 
 PATH_KEYS = ("path", "type", "sha256", "lines", "owner", "group", "mode", "target", "cert_valid_for")
