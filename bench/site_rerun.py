@@ -54,8 +54,8 @@ def main(argv=None):
     med = dict((way, (statistics.median(s[0] for s in samples[way]), statistics.median(s[1] for s in samples[way]),
                       max(s[2] for s in samples[way]))) for way in ways)
     for way in ways:
-        lines.append("| %s | %.2f | %.2f | %d | %.2f |" % (way, med[way][0], med[way][1], med[way][2],
-                                                         med["now"][0] / med[way][0]))
+        wall, cpu, changed = med[way]
+        lines.append("| %s | %.2f | %.2f | %d | %.2f |" % (way, wall, cpu, changed, med["now"][0] / wall))
     text = "\n".join(lines) + "\n"
     print(text)
     write_section(args.output, "site-rerun", text)
