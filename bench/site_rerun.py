@@ -47,7 +47,7 @@ def main(argv=None):
     lines = ["## No-op re-runs of site.yml", "",
              "`python3 -m bench.site_rerun --hosts %d --runs %d` on %s; before = `%s`; %s." % (
                  args.hosts, args.runs, machine(), rev, time.strftime("%Y-%m-%d")), "",
-             "The demo's fleet of %d hosts (servers with 2 models each, one behind the proxy, workstations whose Codex "
+             "The demo's fleet of %d hosts (servers with their models, one behind the proxy, workstations whose Codex "
              "uses it), converged; `playbooks/site.yml` re-run with nothing to do. Medians of %d alternated runs; CPU: "
              "the controller's user + system seconds." % (args.hosts, args.runs), "",
              "| way | wall s (run) | CPU s (run) | changed | now / way (wall) |", "| --- | --- | --- | --- | --- |"]
