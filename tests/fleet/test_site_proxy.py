@@ -204,6 +204,31 @@ def test_codex_on_the_workstation_reaches_the_server_with_its_token(lab, client,
     assert token not in log
 
 
+def test_the_token_can_come_from_a_root_owned_file_through_a_command(lab, client, token):
+    """codex_remote_auth_command: no .env and no env_key; Codex runs the command (here cat of a root-only file, as a
+    site would read its secret store) and sends what it prints through the proxy, which lets it in."""
+    lab.ssh(CLIENT, "install -m 0600 /dev/null /root/ollama-proxy.token && printf %s '" + token
+            + "' > /root/ollama-proxy.token")
+    auth = remote_vars(lab, "", codex_remote_auth_command={"command": "/bin/cat", "args": ["/root/ollama-proxy.token"]})
+    try:
+        run = lab.playbook("codex.yml", limit=CLIENT, extra_vars=auth)
+        assert run.rc == 0, run.output[-4000:]
+        config = lab.ssh(CLIENT, "cat /etc/codex/config.toml")
+        assert "env_key" not in config and 'command = "/bin/cat"' in config and token not in config, config
+        assert run.changed()[CLIENT] > 0 and token not in run.output
+        again = lab.playbook("codex.yml", limit=CLIENT, extra_vars=auth)
+        assert again.rc == 0 and again.changed() == {CLIENT: 0}, again.output[-3000:]
+        lab.ssh(SERVER, "truncate -s 0 %s" % LOG)
+        answer = lab.ssh(CLIENT, "cd && env -u OLLAMA_REMOTE_TOKEN timeout 120 codex exec --skip-git-repo-check "
+                                 "'Say hello.' </dev/null 2>/tmp/codex.err", check=False)
+        assert answer.strip() == "Hello from tiny!", lab.ssh(CLIENT, "tail -n 30 /tmp/codex.err")
+        log = lab.ssh(SERVER, "cat %s" % LOG)
+        assert ' workstations [' in log and '"POST /v1/responses" 200' in log, log
+    finally:
+        lab.ssh(CLIENT, "rm -f /root/ollama-proxy.token")
+        assert lab.playbook("codex.yml", limit=CLIENT, extra_vars=remote_vars(lab, token)).rc == 0
+
+
 def codex_without_the_token(lab, token_setup):
     """`codex exec` on the workstation with the token taken away or replaced; returns (exit status, its words)."""
     out = lab.ssh(CLIENT, "cd && mv .codex/.env .codex/.env.saved && %s; "
