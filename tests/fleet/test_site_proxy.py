@@ -216,6 +216,9 @@ def test_the_token_can_come_from_a_root_owned_file_through_a_command(lab, client
         config = lab.ssh(CLIENT, "cat /etc/codex/config.toml")
         assert "env_key" not in config and 'command = "/bin/cat"' in config and token not in config, config
         assert run.changed()[CLIENT] > 0 and token not in run.output
+        # the role has no token to read the models with through the proxy: it says so and keeps the catalog
+        assert "could not read the models of the server at https://%s:%d" % (lab.ips[SERVER], PORT) in run.output
+        assert "the catalog written before is kept" in run.output
         again = lab.playbook("codex.yml", limit=CLIENT, extra_vars=auth)
         assert again.rc == 0 and again.changed() == {CLIENT: 0}, again.output[-3000:]
         lab.ssh(SERVER, "truncate -s 0 %s" % LOG)
