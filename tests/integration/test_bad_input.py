@@ -270,7 +270,9 @@ def model_wild(url_strategy, name_strategy):
             name_strategy,
             st.fixed_dictionaries({}, optional={"name": name_strategy, "state": states, "digest": digests,
                                                 "extra": junk})), max_size=4)),
-        "lock": st.one_of(junk, st.dictionaries(name_strategy, digests, max_size=3)),
+        # a lock's keys are strings, as in any YAML or JSON map (a junk name may be a list: not a key)
+        "lock": st.one_of(junk, st.dictionaries(name_strategy.filter(lambda key: isinstance(key, str)), digests,
+                                                max_size=3)),
         "models_dir": st.one_of(st.sampled_from(["/nonexistent/models", "/etc/hostname", ""]), junk),
         "state": states,
         "timeout": timeouts,
