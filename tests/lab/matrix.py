@@ -115,14 +115,21 @@ def _summary(output):
 def run_part(part, bindir, log, integration="all"):
     """Run one part; returns (ok, summary, seconds). The whole output goes to `log`."""
     python = str(bindir / "python")
+    env = _env(bindir)
     if part == "sanity":
         cmd = [str(REPO / "tests" / "sanity" / "run.sh")]
+        # ansible-test makes its virtualenvs under ~/.ansible/test, named by Python version and requirements: releases
+        # tested at once would make (and break) the same ones on a machine that has none yet. Each release gets a home
+        # of its own, beside its virtualenv; pip's cache stays the machine's.
+        home = bindir.parent / "home"
+        home.mkdir(exist_ok=True)
+        env.update(HOME=str(home), PIP_CACHE_DIR=os.environ.get("PIP_CACHE_DIR") or os.path.expanduser("~/.cache/pip"))
     else:
         cmd = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/" + part]
         if part == "integration" and integration != "all":
             cmd += ["--ignore=" + t for t in ROLE_TESTS]
     started = time.time()
-    proc = subprocess.run(cmd, cwd=str(REPO), env=_env(bindir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    proc = subprocess.run(cmd, cwd=str(REPO), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           universal_newlines=True, check=False)
     seconds = time.time() - started
     with open(log, "a") as out:
