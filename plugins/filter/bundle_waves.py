@@ -16,7 +16,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
-from ansible.module_utils.six import string_types
 
 
 def _pairs(hosts):
@@ -30,7 +29,7 @@ def _pairs(hosts):
                                  "got %s" % type(hosts).__name__)
     seen = set()
     for host, _group in pairs:
-        if not isinstance(host, string_types) or not host:
+        if not isinstance(host, str) or not host:
             raise AnsibleFilterError("bundle_waves: %r is not a host name" % (host,))
         if host in seen:
             raise AnsibleFilterError("bundle_waves: host %s is listed twice" % host)
@@ -43,7 +42,7 @@ def _groups(pairs):
     groups = {}
     for host, group in pairs:
         if group not in (None, ""):
-            groups.setdefault(group if isinstance(group, string_types) else repr(group), []).append(host)
+            groups.setdefault(group if isinstance(group, str) else repr(group), []).append(host)
     return groups
 
 
