@@ -17,7 +17,7 @@ ADDRESS = re.compile(r"^(?:([A-Za-z][A-Za-z0-9+.-]*)://)?(\[[0-9A-Fa-f:.]+\]|[A-
                      r"((?:/[A-Za-z0-9._~%+-]+)*?)(/v1)?/?\Z")
 # Addresses a server listens on, as a client reaches them.
 WILDCARDS = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]"}
-EXAMPLES = "gpu1, gpu1:11434, http://gpu1:11434, http://gpu1:11434/v1, https://ai.example.com/ollama"
+ADDRESS_FORMS = "gpu1, gpu1:11434, http://gpu1:11434, http://gpu1:11434/v1, https://ai.example.com/ollama"
 
 
 def _port(value):
@@ -57,7 +57,7 @@ def codex_address(remote_url, provider="local", local_port=11434):
     problem = _problem(url, match)
     if problem:
         return dict(base_url="", name="", problem="codex_remote_url '%s' is not an Ollama address: %s. Examples: %s."
-                    % (remote_url, problem, EXAMPLES))
+                    % (remote_url, problem, ADDRESS_FORMS))
     scheme, host, port, prefix = match.group(1, 2, 3, 4)
     host = WILDCARDS.get(host.lower(), host.lower())
     # as OLLAMA_HOST: a bare host means Ollama's port; a URL without a port means the scheme's
