@@ -103,11 +103,12 @@ def _env(bindir):
 
 
 def _summary(output):
-    """pytest's final counts ('12 passed, 1 xfailed'), or the last line."""
+    """pytest's final counts ('12 passed, 1 xfailed'), the tests that failed, or the last line."""
     for line in reversed(output.splitlines()):
         match = re.search(r"(\d+ (passed|failed|error).*?) in [0-9.]+s", line)
         if match:
-            return match.group(1)
+            failed = _failures(output)
+            return match.group(1) + (" [%s]" % "; ".join(failed) if failed else "")
     lines = output.strip().splitlines()
     return lines[-1][:120] if lines else "no output"
 
@@ -139,6 +140,12 @@ def run_part(part, bindir, log, integration="all"):
     else:
         summary = _summary(proc.stdout)
     return proc.returncode == 0, summary, seconds
+
+
+def _failures(output):
+    """pytest's short summary of what failed: 'FAILED tests/x.py::test_y - AssertionError: ...', shortened."""
+    found = re.findall(r"^(?:FAILED|ERROR) (\S+)(?: - (.*))?$", output, re.M)
+    return ["%s%s" % (test, " - " + reason[:160] if reason else "") for test, reason in found[:5]]
 
 
 def _sanity_failures(output):
