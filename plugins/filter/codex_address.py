@@ -1,9 +1,10 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) llmops.ollama contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The ``codex_address`` filter: the Codex provider's base URL from codex_remote_url, read as OLLAMA_HOST is (the
-modules' normalize_base_url rules) with exactly one /v1 after the server root, or the local server's; and, for an
-address that is not one, the message the codex role refuses it with. Documentation in codex_address.yml."""
+"""The ``codex_address`` filter: the Codex provider's base URL from codex_remote_url, read as OLLAMA_HOST is (by the
+modules' own normalize_base_url, so the role and the modules never disagree on an address) with exactly one /v1 after
+the server root, or the local server's; and, for an address that is not one, the message the codex role refuses it
+with. Documentation in codex_address.yml."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -11,12 +12,12 @@ __metaclass__ = type
 
 import re
 
-# [http(s)://]host[:port][/prefix][/v1][/]. Groups: 1 scheme, 2 host (name, IPv4 or [IPv6]), 3 port, 4 path prefix
-# (a reverse proxy's), 5 a trailing /v1.
-ADDRESS = re.compile(r"^(?:([A-Za-z][A-Za-z0-9+.-]*)://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::([0-9]+))?"
+from ansible_collections.llmops.ollama.plugins.module_utils._ollama_client import InvalidBaseURL, normalize_base_url
+
+# [http(s)://]host[:port][/prefix][/v1][/]. Groups: 1 scheme, 2 host (name, IPv4 or [IPv6]; none in ':PORT', this
+# host, as Ollama reads it), 3 port, 4 path prefix (a reverse proxy's), 5 a trailing /v1.
+ADDRESS = re.compile(r"^(?:([A-Za-z][A-Za-z0-9+.-]*)://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+|(?=:))(?::([0-9]+))?"
                      r"((?:/[A-Za-z0-9._~%+-]+)*?)(/v1)?/?\Z")
-# Addresses a server listens on, as a client reaches them.
-WILDCARDS = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]"}
 ADDRESS_FORMS = "gpu1, gpu1:11434, http://gpu1:11434, http://gpu1:11434/v1, https://ai.example.com/ollama"
 
 
@@ -58,12 +59,13 @@ def codex_address(remote_url, provider="local", local_port=11434):
     if problem:
         return dict(base_url="", name="", problem="codex_remote_url '%s' is not an Ollama address: %s. Examples: %s."
                     % (remote_url, problem, ADDRESS_FORMS))
-    scheme, host, port, prefix = match.group(1, 2, 3, 4)
-    host = WILDCARDS.get(host.lower(), host.lower())
-    # as OLLAMA_HOST: a bare host means Ollama's port; a URL without a port means the scheme's
-    number = int(port) if port else 11434 if scheme is None else 443 if scheme.lower() == "https" else 80
-    return dict(base_url="%s://%s:%d%s/v1" % ((scheme or "http").lower(), host, number, prefix),
-                name="Ollama (%s)" % host, problem="")
+    try:
+        root = normalize_base_url(url)
+    except InvalidBaseURL as exc:  # the checks above refuse first what it refuses; kept as the modules say it
+        return dict(base_url="", name="", problem="codex_remote_url '%s' is not an Ollama address: %s. Examples: %s."
+                    % (remote_url, str(exc).split(": ", 1)[-1], ADDRESS_FORMS))
+    host = root.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[0]  # the root always has a port
+    return dict(base_url=root + "/v1", name="Ollama (%s)" % host, problem="")
 
 
 class FilterModule(object):

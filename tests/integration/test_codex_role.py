@@ -346,7 +346,8 @@ def test_local_provider_on_another_port_is_a_custom_provider(codex, ollama_serve
 
 
 ADDRESSES = ["gpu1", "http://gpu1:11434/", "http://gpu1:11434/v1/", "  gpu1:8080  ", "HTTPS://ai.example.com/ollama/v1",
-             "http://10.0.0.5", "0.0.0.0", "http://[::]:11434", "GPU-1.lab.example.com:443/v1"]
+             "http://10.0.0.5", "0.0.0.0", "http://[::]:11434", "GPU-1.lab.example.com:443/v1",
+             "ollama.com", ":31434"]
 
 REFUSALS = [
     dict(name="reserved remote id", codex_remote_provider_id="ollama",

@@ -9,7 +9,8 @@ from ansible_collections.llmops.ollama.plugins.module_utils._ollama_client impor
 
 @pytest.mark.parametrize("url", ["gpu1", "http://gpu1:11434/", "http://gpu1:11434/v1/", "  gpu1:8080  ",
                                  "HTTPS://ai.example.com/ollama/v1", "http://10.0.0.5", "0.0.0.0", "http://[::]:11434",
-                                 "GPU-1.lab.example.com:443/v1", "https://h", "[fe80::1]:9000/a/b/"])
+                                 "GPU-1.lab.example.com:443/v1", "https://h", "[fe80::1]:9000/a/b/", "ollama.com",
+                                 ":31434", "http://:8080/v1"])
 def test_the_base_url_is_the_modules_reading_with_one_v1(url):
     got = codex_address(url, provider="remote")
     assert got["base_url"] == normalize_base_url(url) + "/v1"
@@ -19,6 +20,13 @@ def test_the_base_url_is_the_modules_reading_with_one_v1(url):
 def test_the_provider_is_named_by_its_host():
     assert codex_address("HTTP://GPU1:8080", provider="remote")["name"] == "Ollama (gpu1)"
     assert codex_address("0.0.0.0", provider="remote")["name"] == "Ollama (127.0.0.1)"
+    assert codex_address("[fe80::1]:9000/a", provider="remote")["name"] == "Ollama ([fe80::1])"
+    assert codex_address(":31434", provider="remote")["name"] == "Ollama (127.0.0.1)"
+
+
+def test_ollama_com_alone_is_the_hosted_api_over_https_as_ollama_reads_it():
+    assert codex_address("ollama.com", provider="remote")["base_url"] == "https://ollama.com:443/v1"
+    assert codex_address("ollama.com:11434", provider="remote")["base_url"] == "http://ollama.com:11434/v1"
 
 
 @pytest.mark.parametrize("port, base_url", [(11434, "http://127.0.0.1:11434/v1"), ("8080", "http://127.0.0.1:8080/v1"),
