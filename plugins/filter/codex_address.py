@@ -11,6 +11,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import re
+from urllib.parse import urlsplit
 
 from ansible_collections.llmops.ollama.plugins.module_utils._ollama_client import InvalidBaseURL, normalize_base_url
 
@@ -54,18 +55,18 @@ def codex_address(remote_url, provider="local", local_port=11434):
     if provider != "remote":
         return dict(base_url="http://127.0.0.1:%d/v1" % _port(local_port), name="Ollama (local)", problem="")
     url = str(remote_url).strip()
-    match = ADDRESS.match(url)
-    problem = _problem(url, match)
+    problem = _problem(url, ADDRESS.match(url))
+    root = ""
+    if not problem:
+        try:
+            root = normalize_base_url(url)
+        except InvalidBaseURL as exc:  # what the checks above let through and the modules refuse, in their words
+            problem = str(exc).split("': ", 1)[-1]
     if problem:
         return dict(base_url="", name="", problem="codex_remote_url '%s' is not an Ollama address: %s. Examples: %s."
                     % (remote_url, problem, ADDRESS_FORMS))
-    try:
-        root = normalize_base_url(url)
-    except InvalidBaseURL as exc:  # the checks above refuse first what it refuses; kept as the modules say it
-        return dict(base_url="", name="", problem="codex_remote_url '%s' is not an Ollama address: %s. Examples: %s."
-                    % (remote_url, str(exc).split(": ", 1)[-1], ADDRESS_FORMS))
-    host = root.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[0]  # the root always has a port
-    return dict(base_url=root + "/v1", name="Ollama (%s)" % host, problem="")
+    # the root always has a port: the host is what comes before it ([IPv6] kept in its brackets)
+    return dict(base_url=root + "/v1", name="Ollama (%s)" % urlsplit(root).netloc.rsplit(":", 1)[0], problem="")
 
 
 class FilterModule(object):

@@ -48,6 +48,7 @@ def test_a_local_provider_uses_the_local_port_whatever_the_remote_address(port, 
     ("gpu1:0", "port 0 is not between 1 and 65535"),
     ("http://admin:pw@gpu1:11434", "with no credentials"),
     ("http://gpu1/?q=1", "with no credentials, query or spaces"),
+    ("[1.2.3]:80", "'1.2.3' does not appear to be an IPv4 or IPv6 address"),  # refused by normalize_base_url
 ])
 def test_an_address_that_is_not_one_is_refused_naming_the_variable(url, says):
     got = codex_address(url, provider="remote")
