@@ -6,7 +6,11 @@
 1. Check mode, `async` on the task, progress_interval 0, or a connection that cannot run a module in the
    background: the module runs once, as the normal action runs it.
 2. Otherwise the module first runs in check mode (the probe). When it would change nothing, its result is the
-   task's result; when it would only remove models, or the probe failed, the module runs again for real, as in 1.
+   task's result; when it would only remove models, the module runs again for real, as in 1. When the probe
+   failed, its failure is the task's result (a real run fails the same way, and a second run would wait out the
+   same timeouts again), except when it failed because this host could not read a model's registry, which a real
+   run leaves to the server: then the module runs for real, as in 1, told what the probe could not read, so that it
+   does not wait for that registry again.
 3. When it would pull only a little (under SMALL_PULL bytes in all, as the probe read them from the registry), the
    module runs again for real, as in 1: such a pull ends within seconds, before a progress line would be due, and
    the async path costs a few seconds of its own.
@@ -65,9 +69,11 @@ class ActionModule(ActionBase):
 
         probe = self._run_module(task_vars, check_mode=True)
         if probe.get("failed"):
-            # not always the real run's answer: in check mode the module refuses a model whose registry it cannot
-            # read from the host, which a real run leaves to the server to pull. The real run decides, at once.
-            return self._plain(result, task_vars)
+            unread = probe.get("registry_unread")
+            if isinstance(unread, dict) and unread and not self._task.args.get("registry_unread"):
+                return self._plain(result, task_vars, dict(self._task.args, registry_unread=unread))
+            self._remove_tmp_path(self._connection._shell.tmpdir)
+            return merge_hash(result, probe)
         steps = [m for m in probe.get("models") or [] if m.get("action") in PULL_ACTIONS]
         sizes = [m.get("bytes") for m in steps]
         if steps and all(isinstance(n, int) for n in sizes) and sum(sizes) < SMALL_PULL:
@@ -99,10 +105,10 @@ class ActionModule(ActionBase):
         finally:
             self._task.check_mode = saved
 
-    def _plain(self, result, task_vars):
+    def _plain(self, result, task_vars, module_args=None):
         """The module run once, as the normal action runs a module (async included)."""
         wrap_async = bool(self._task.async_val) and not self._connection.has_native_async
-        result = merge_hash(result, self._run_module(task_vars, wrap_async=wrap_async))
+        result = merge_hash(result, self._run_module(task_vars, module_args=module_args, wrap_async=wrap_async))
         if not wrap_async:
             self._remove_tmp_path(self._connection._shell.tmpdir)
         return result

@@ -124,6 +124,14 @@ options:
         once a second, mode 0600, removed when the module ends).
       - Set by the collection's action plugin, which reads it to show the progress; leave it unset.
     type: path
+  registry_unread:
+    description:
+      - Models (as given) whose registry this host could not read, each with the reason, found by the check-mode
+        run that the collection's action plugin makes first. The module warns with that reason and leaves their
+        pulls to the server without reading the registry again, so a slow registry costs one O(timeout), not two.
+      - Set by the collection's action plugin; leave it unset.
+    type: dict
+    version_added: 0.3.0
   keep_alive:
     description:
       - Also load the models kept on the server (state V(present) or V(latest)) into its memory after the pulls, and
@@ -234,6 +242,14 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+registry_unread:
+  description:
+    - In check mode, the model whose registry this host could not read, with the reason, when that is why the task
+      failed (a real run would warn and leave the pull to the server).
+  returned: when check mode failed for that reason
+  type: dict
+  sample: {"registry.example.com/team/model:1": "no answer from the registry at https://registry.example.com within 30s (timeout)"}
+  version_added: 0.3.0
 models:
   description: One entry per model acted on or checked, in the order given (purged models last).
   returned: always
@@ -406,6 +422,14 @@ def plan_pinned(module, registry, client, step, given, stored, locked):
     return manifest
 
 
+class UnreadRegistry(OllamaError):
+    """Check mode's refusal of a model whose registry this host cannot read, which a real run leaves to the server."""
+
+    def __init__(self, msg, given, reason):
+        super(UnreadRegistry, self).__init__(msg)
+        self.given, self.reason = given, reason
+
+
 def plain_http_refusal(given):
     return OllamaError("'%s' asks for plain HTTP, but Ollama ignores a scheme in a model name and pulls over HTTPS "
                        "unless insecure is set: set insecure: true to pull from a plain-HTTP registry" % given)
@@ -439,7 +463,10 @@ def plan(module, registry, client, wanted, index, pinned):
             if parsed.scheme.lower() == "http" and not insecure:
                 raise plain_http_refusal(given)
             remote = None
+            unread = (module.params["registry_unread"] or {}).get(given) if state == "present" else None
             try:
+                if unread is not None:
+                    raise OllamaError(str(unread))  # read by the check-mode run just before: not read twice
                 remote = registry.manifest(stored, insecure)
             except OllamaNotFound as exc:
                 raise OllamaError("model '%s' is not in its registry (%s)" % (given, exc.msg))
@@ -447,7 +474,7 @@ def plan(module, registry, client, wanted, index, pinned):
                 if state == "latest":
                     raise OllamaError("cannot tell whether '%s' is the latest: %s" % (given, exc.msg))
                 if module.check_mode:
-                    raise OllamaError("cannot check that '%s' can be pulled: %s" % (given, exc.msg))
+                    raise UnreadRegistry("cannot check that '%s' can be pulled: %s" % (given, exc.msg), given, exc.msg)
                 warnings.append("could not read the registry for '%s' from this host (%s); "
                                 "the server will try when it pulls" % (given, exc.msg))
             if remote and have and remote[0] == have.get("digest"):
@@ -637,6 +664,7 @@ def main():
         fit_check=dict(type="str", default="warn", choices=["fail", "warn", "off"]),
         progress_interval=dict(type="int", default=5),
         progress_file=dict(type="path"),
+        registry_unread=dict(type="dict"),
         keep_alive=dict(type="raw"),
         lock=dict(type="dict"),
         models_dir=dict(type="path"),
@@ -656,6 +684,8 @@ def main():
         registry = registry_client_from_params(module.params)
         index = client.models()
         steps, warnings = plan(module, registry, client, wanted, index, pinned)
+    except UnreadRegistry as exc:
+        module.fail_json(msg=str(exc), models=[], registry_unread={exc.given: exc.reason})
     except (InvalidModelName, InvalidLock, OllamaError) as exc:
         module.fail_json(msg=str(exc), models=[])
     refusals, fit_warnings = fit_checks(module, client, steps)

@@ -256,19 +256,22 @@ def test_playbook_killed_mid_pull(server, proxy, big, plays):
 
 def test_registry_refused_hanging_or_slow_fails_after_the_timeout(server, proxy, registry, tmp_path):
     """Each case fails on its own, after the timeout and not the registry's delay, with a message saying what and
-    how long; no model or blob is added, not even once the registry answers again."""
+    how long; no model or blob is added, not even once the registry answers again. A registry that does not answer
+    is waited for once per reader: once by this host (the action's check-mode run, whose finding the real run is
+    given), once by the server's pull; a state the host cannot decide (latest) fails at its first wait."""
     api_pull(server, "%s/lab/tiny:latest" % registry.address)
     before_tags, before_store = tags(server), faults.store(server.models_dir)
-    timeout, delay = 3, 60
+    timeout, delay = 3, 120
     slow = "%s/lab/small:latest" % registry.address
     refused = "127.0.0.1:%d/lab/small:latest" % free_port()
     proxy.hang = True
     hangs = "%s/lab/small:latest" % proxy.address
     cases = [dict(name=slow, state="present"), dict(name=slow, state="latest"),
-             dict(name=refused, state="present"), dict(name=hangs, state="present")]
+             dict(name=refused, state="present"), dict(name=hangs, state="present"),
+             dict(name=hangs, state="latest")]
     play = tmp_path / "cases.yml"
     play.write_text(cases_play(cases, server.url, timeout))
-    faults.set_registry_delay(registry.url, delay)  # each answer 60 s late: far beyond the timeout
+    faults.set_registry_delay(registry.url, delay)  # each answer 120 s late: far beyond the timeout
     try:
         run = run_playbook(play, env=faults.junit_env(tmp_path / "junit"))
     finally:
@@ -288,9 +291,14 @@ def test_registry_refused_hanging_or_slow_fails_after_the_timeout(server, proxy,
     assert msgs[2].startswith("pulling %s failed: pull model manifest: " % refused) and \
         msgs[2].endswith("connect: connection refused"), msgs[2]
     assert msgs[3] == "pulling %s: %s" % (hangs, silent)
+    assert msgs[4].startswith("cannot tell whether '%s' is the latest: no answer from the registry at http://%s "
+                              "within %ds (timeout)" % (hangs, proxy.address, timeout)), msgs[4]
     assert all(r["changed"] is False for r in failed)
-    # at most two waits of `timeout` per case (the module's own registry read, then the server's silence): far from
-    # the registry's delay, even on a loaded machine (where a module's start alone has taken 5 s)
+    # the hanging registry was asked three times: by this host and by the server for case 3, by this host alone
+    # for case 4 (a second read by the host, as before this was fixed, made it five)
+    assert proxy.hung == 3, proxy.hung
+    # at most two waits of `timeout` per case: far from the registry's delay, even on a loaded machine (where CI
+    # has seen a case take 37 s, with a module start alone taking 5 s or more)
     seconds = faults.task_seconds(tmp_path / "junit")
     for i in range(len(cases)):
         assert seconds["case %d" % i] < delay / 2, seconds

@@ -157,7 +157,9 @@ def test_a_long_pull_shows_its_progress(server, big, throttle, play):
     record = "progress lines at %s s after the task began" % ", ".join("%.1f" % (t - start) for t, _l in shown)
     assert len(lines) >= 3, run.output
     assert shown[-1][0] - shown[0][0] >= 15, "the throttle did not slow the pull: " + record
-    assert shown[0][0] - start <= 10, record
+    # the first line comes after two module runs (the check-mode probe, then the job's start) and at most 2 s:
+    # about 5 s on a quiet machine, 12 s seen in CI with both cores busy with four other test runs
+    assert shown[0][0] - start <= 15, record
     gaps = [b[0] - a[0] for a, b in zip(shown, shown[1:])]
     assert max(gaps) <= 10, record
     assert all(m.group("model") == name for _t, m in lines), run.output
@@ -212,8 +214,8 @@ def test_check_mode_and_interval_zero_print_no_progress(server, registry, play):
 
 def test_a_failing_pull_fails_with_the_modules_message(server, big, registry, throttle, play):
     """The server dies in the middle of the pull (the module runs as an async job), or the model is not in the
-    registry (the probe fails, and the module runs once more for real): the task fails with the module's own
-    message, as it did without progress lines."""
+    registry (the probe fails, and its failure is the task's, as a real run's would be): the task fails with the
+    module's own message, as it did without progress lines."""
     name, _digest, _size = big
     with OllamaServer() as srv:
         run = Run(play, dict(url=srv.url, model=name))

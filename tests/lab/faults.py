@@ -40,7 +40,7 @@ class FaultProxy:
     rate        bytes per second per connection from the registry to the client (None: full speed)
     drop_after  close a connection once it has carried this many bytes to the client (None: never) ...
     drops       ... for this many connections, then pass everything (None: every connection)
-    hang        accept connections and never answer
+    hang        accept connections and never answer (`hung` counts the connections held so)
     pause_on    (bytes, seconds): when the bytes to the client contain `bytes`, send what comes after them only
                 `seconds` later (in front of `ollama serve`: a silent checksum step after 'verifying sha256 digest')
     """
@@ -55,6 +55,7 @@ class FaultProxy:
         self.paused = 0
         self.bytes_to_client = 0
         self.dropped = 0
+        self.hung = 0
         self._lock = threading.Lock()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -80,6 +81,7 @@ class FaultProxy:
         with self._lock:
             self.bytes_to_client = 0
             self.dropped = 0
+            self.hung = 0
 
     def close(self):
         self._stop.set()
@@ -104,6 +106,8 @@ class FaultProxy:
                 return
             self._conns.append(client)
             if self.hang:
+                with self._lock:
+                    self.hung += 1
                 continue  # held open, never answered
             try:
                 server = socket.create_connection(self.upstream, timeout=10)
