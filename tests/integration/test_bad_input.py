@@ -551,7 +551,9 @@ def check_bundle(result, args, root, registry):
             continue
         assert path is not None, (name, result)
         digest, _manifest = read_manifest(path)
-        assert digest == registry.digests["%s/%s:%s" % (parsed.namespace, parsed.model, parsed.tag)].split(":")[1]
+        # names match as Ollama matches them, whatever their case: lab/Tiny beside lab/tiny is that model
+        key = ("%s/%s:%s" % (parsed.namespace, parsed.model, parsed.tag)).lower()
+        assert digest == registry.digests[key].split(":")[1], (name, result)
     with open(str(root / "index.json")) as f:
         assert json.load(f) == bundle_index(str(root))
 
