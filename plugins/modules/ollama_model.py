@@ -368,6 +368,7 @@ from ansible_collections.llmops.ollama.plugins.module_utils._warm import Invalid
 
 MAX_PROGRESS_INTERVAL = 10
 PULLS = ("pulled", "updated")
+SETTLE_SECONDS = 5  # how long a model just pulled may be missing from the server's list (see settled_models)
 
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -590,6 +591,32 @@ def run_steps(module, client, registry, steps, failures, progress=None):
             failures.append(exc.msg)
 
 
+def _pulled_unlisted(steps, now):
+    return [s for s in steps if s["action"] in PULLS and s["changed"] and s.get("error") is None
+            and s.get("parsed") is not None and now.get(s["parsed"]) is None]
+
+
+def settled_models(client, steps, wait=SETTLE_SECONDS):
+    """The server's ModelIndex after the pulls. A model whose pull just succeeded may be missing from it for a
+    moment: Ollama rewrites a manifest in place (truncated, then written), so while another pull of the same model
+    writes it, /api/tags skips it. Read again, a few times within `wait` seconds, until the pulled models are listed."""
+    deadline = time.time() + wait
+    now = client.models()
+    while _pulled_unlisted(steps, now) and time.time() < deadline:
+        time.sleep(0.25)
+        now = client.models()
+    return now
+
+
+def unlisted(steps, now, failures):
+    """A pull the server said succeeded, of a model it still does not list: the step fails saying so."""
+    for step in _pulled_unlisted(steps, now):
+        message = ("the server said the pull of '%s' succeeded, but does not list it (%d s later): its manifest may "
+                   "have been removed or damaged meanwhile; run again" % (step["name"], SETTLE_SECONDS))
+        unchanged(step, message)
+        failures.append(message)
+
+
 def reconcile(steps, now):
     """Make each step say what the server has now (`now`, a ModelIndex read after the run)."""
     for step in steps:
@@ -712,10 +739,11 @@ def main():
 
     if not module.check_mode and any(s["changed"] or s.get("error") for s in steps):
         try:
-            now = client.models()
+            now = settled_models(client, steps)
         except OllamaError as exc:
             failures.append(exc.msg)
         else:
+            unlisted(steps, now, failures)
             reconcile(steps, now)
             after = set(now.listed())
             check_pins(steps, failures)
