@@ -369,3 +369,45 @@ def test_two_plays_pull_the_same_model_at_once(server, proxy, big, plays):
     assert stored == dict(blobs=blobs, partial=[], manifests=[name.replace(":latest", "/latest")]), stored
     # one download shared by both pulls: the layer crossed the link once
     assert proxy.bytes_to_client < 1.5 * BIG_SIZE, proxy.bytes_to_client
+
+
+def rewrite_in_place(path, hold, stop):
+    """As Ollama writes a manifest (os.WriteFile: truncated, then written), but with `hold` seconds between the
+    two: once `path` is written whole, it is empty for that long, then whole again. What another pull of the same
+    model does to it for a moment."""
+    data = b""
+    while not stop.is_set() and not data.endswith(b"}"):  # written whole (the server creates it empty first)
+        time.sleep(0.005)
+        data = path.read_bytes() if path.exists() else b""
+    if stop.is_set():
+        return
+    path.write_bytes(b"")
+    time.sleep(hold)
+    path.write_bytes(data)
+
+
+def test_a_pulled_model_the_server_lists_late_is_reported_pulled(server, registry, plays):
+    """Right after the pull, the server's list skips the model (its manifest is being rewritten, as a second pull
+    of it does): the task waits until it is listed and reports the pull, not "ok" with no digest. A proxy in front
+    of the real server holds the stream back for a second after 'writing manifest', so the rewrite comes before the
+    module hears 'success'."""
+    import threading
+
+    name = "%s/lab/tiny:latest" % registry.address
+    parts = name.replace(":latest", "").split("/")
+    path = server.models_dir / "manifests" / parts[0] / parts[1] / parts[2] / "latest"
+    stop = threading.Event()
+    writer = threading.Thread(target=rewrite_in_place, args=(path, 2.5, stop), daemon=True)
+    writer.start()
+    try:
+        with faults.FaultProxy(("127.0.0.1", server.port)) as front:
+            front.pause_on = (b"writing manifest", 1)
+            run = run_playbook(plays / "pull.yml", extra_vars=dict(url=front.url, models=[name]), args=["-v"])
+            assert front.paused == 1, "the stream never reached 'writing manifest'"
+    finally:
+        stop.set()
+        writer.join()
+    assert run.rc == 0, run.output[-3000:]
+    (status, _host, result), = [r for r in faults.results(run.output) if r[0] in ("ok", "changed")]
+    assert status == "changed" and result["models"][0]["action"] == "pulled", run.output[-3000:]
+    assert result["models"][0]["digest_after"] == registry.digests["lab/tiny:latest"].split(":")[1]
