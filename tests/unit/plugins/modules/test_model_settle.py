@@ -50,13 +50,19 @@ def pulled_step():
                 parsed=parse_model_name("lab/tiny"))
 
 
+def after_the_pull(client, wait):
+    """What the module does once its pull succeeded: (steps, failures)."""
+    steps, failures = [pulled_step()], []
+    now = ollama_model.settled_models(client, steps, wait=wait)
+    ollama_model.unlisted(steps, now, failures)
+    ollama_model.reconcile(steps, now)
+    return steps, failures
+
+
 def test_a_pulled_model_missing_for_a_moment_is_waited_for(tags_server):
     client, state = tags_server
     state["misses"] = 3
-    steps, failures = [pulled_step()], []
-    now = ollama_model.settled_models(client, steps, wait=5)
-    ollama_model.unlisted(steps, now, failures)
-    ollama_model.reconcile(steps, now)
+    steps, failures = after_the_pull(client, wait=5)
     assert state["asked"] == 4 and failures == []
     assert steps[0]["changed"] is True and steps[0]["action"] == "pulled" and steps[0]["digest_after"] == "ab" * 32
 
@@ -64,10 +70,7 @@ def test_a_pulled_model_missing_for_a_moment_is_waited_for(tags_server):
 def test_a_pulled_model_that_stays_missing_fails_the_step(tags_server):
     client, state = tags_server
     state["misses"] = 1000
-    steps, failures = [pulled_step()], []
-    now = ollama_model.settled_models(client, steps, wait=1)
-    ollama_model.unlisted(steps, now, failures)
-    ollama_model.reconcile(steps, now)
+    steps, failures = after_the_pull(client, wait=1)
     message = ("the server said the pull of 'lab/tiny' succeeded, but does not list it (%d s later): its manifest may "
                "have been removed or damaged meanwhile; run again" % ollama_model.SETTLE_SECONDS)
     assert failures == [message]
