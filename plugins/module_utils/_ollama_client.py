@@ -19,7 +19,7 @@ import re
 import socket
 import time
 
-from ansible.module_utils.six.moves.urllib.parse import urlsplit
+from ansible.module_utils.six.moves.urllib.parse import quote, urlsplit
 
 from ansible_collections.llmops.ollama.plugins.module_utils._http import (
     READ_ERRORS,
@@ -122,7 +122,8 @@ def normalize_base_url(value=None):
     ``host`` -> ``http://host:11434``; ``:31434`` -> this host's port 31434; ``ollama.com`` -> ``https://ollama.com:443``;
     ``http://h`` -> port 80; ``https://h`` -> 443; 0.0.0.0 and :: (bind addresses) -> loopback; a trailing ``/`` or
     ``/v1`` (Codex's OpenAI-style base URL) is dropped, so ``http://h:11434``, ``http://h:11434/`` and
-    ``http://h:11434/v1`` are the same server. Empty -> the managed host's OLLAMA_HOST, else http://127.0.0.1:11434.
+    ``http://h:11434/v1`` are the same server; a path is percent-encoded where a request line needs it (``/ü`` ->
+    ``/%C3%BC``). Empty -> the managed host's OLLAMA_HOST, else http://127.0.0.1:11434.
     """
     raw = value if value is not None else os.environ.get("OLLAMA_HOST", "")
     text = (raw or "").strip()
@@ -160,6 +161,9 @@ def normalize_base_url(value=None):
     if ":" in host:
         host = "[%s]" % host
     path = "/" + path.strip("/") if path.strip("/") else ""
+    # a path as a request line carries it: what is not allowed there (non-ASCII, spaces, control characters) is
+    # percent-encoded, as Go's net/url does when the CLI sends it; what is encoded already stays as it is
+    path = quote(path, safe="/%:@!$&'()*+,;=~")
     if path.endswith("/v1") or path == "/v1":
         path = path[:-3]
     return "%s://%s:%d%s" % (scheme, host, port or default_port, path.rstrip("/"))

@@ -30,6 +30,12 @@ from ansible_collections.llmops.ollama.plugins.module_utils._ollama_client impor
     (" ollama.com ", "https://ollama.com:443"),
     ("ollama.com:11434", "http://ollama.com:11434"),
     ("http://ollama.com", "http://ollama.com:80"),
+    # a path as a request line carries it (a raw non-ASCII byte here made http.client fail with "ordinal not in
+    # range(128)"); what is encoded already stays as it is
+    ("A/\x80", "http://a:11434/%C2%80"),
+    ("https://h/gw/ü/v1", "https://h:443/gw/%C3%BC"),
+    ("http://h:1/a b", "http://h:1/a%20b"),
+    ("http://h:1/a%20b", "http://h:1/a%20b"),
 ])
 def test_forms_of_one_server(given, root):
     assert normalize_base_url(given) == root
