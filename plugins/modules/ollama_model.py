@@ -436,6 +436,27 @@ def plain_http_refusal(given):
                        "unless insecure is set: set insecure: true to pull from a plain-HTTP registry" % given)
 
 
+def read_remote(module, registry, given, stored, state, warnings):
+    """The registry's (digest, manifest) of a model to pull, or None where this host cannot read it and a real run
+    leaves it to the server (state present). The reason the check-mode run just before gave (registry_unread) is
+    taken instead of waiting for the same registry a second time."""
+    unread = (module.params["registry_unread"] or {}).get(given) if state == "present" else None
+    if unread is None:
+        try:
+            return registry.manifest(stored, module.params["insecure"])
+        except OllamaNotFound as exc:
+            raise OllamaError("model '%s' is not in its registry (%s)" % (given, exc.msg))
+        except OllamaError as exc:
+            unread = exc.msg
+    if state == "latest":
+        raise OllamaError("cannot tell whether '%s' is the latest: %s" % (given, unread))
+    if module.check_mode:
+        raise UnreadRegistry("cannot check that '%s' can be pulled: %s" % (given, unread), given, unread)
+    warnings.append("could not read the registry for '%s' from this host (%s); the server will try when it pulls"
+                    % (given, unread))
+    return None
+
+
 def plan(module, registry, client, wanted, index, pinned):
     """Decide per model what to do, reading the registry where that is needed. Returns (plan, warnings)."""
     steps, warnings, planned = [], [], set()
@@ -463,21 +484,7 @@ def plan(module, registry, client, wanted, index, pinned):
         elif state == "latest" or not have:
             if parsed.scheme.lower() == "http" and not insecure:
                 raise plain_http_refusal(given)
-            remote = None
-            unread = (module.params["registry_unread"] or {}).get(given) if state == "present" else None
-            try:
-                if unread is not None:
-                    raise OllamaError(str(unread))  # read by the check-mode run just before: not read twice
-                remote = registry.manifest(stored, insecure)
-            except OllamaNotFound as exc:
-                raise OllamaError("model '%s' is not in its registry (%s)" % (given, exc.msg))
-            except OllamaError as exc:
-                if state == "latest":
-                    raise OllamaError("cannot tell whether '%s' is the latest: %s" % (given, exc.msg))
-                if module.check_mode:
-                    raise UnreadRegistry("cannot check that '%s' can be pulled: %s" % (given, exc.msg), given, exc.msg)
-                warnings.append("could not read the registry for '%s' from this host (%s); "
-                                "the server will try when it pulls" % (given, exc.msg))
+            remote = read_remote(module, registry, given, stored, state, warnings)
             if remote and have and remote[0] == have.get("digest"):
                 pass  # latest already
             else:
