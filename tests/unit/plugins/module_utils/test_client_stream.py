@@ -1,19 +1,16 @@
 """Pull-stream and error shapes the real server cannot be made to produce on demand.
 
-These tests use a local HTTP server on loopback that answers with recorded or deliberately broken
-NDJSON streams (truncated, garbage, error mid-stream, dropped connection, silence). Everything the real
-server does produce is tested against the real `ollama serve` in tests/integration.
+These tests use a local HTTP server on loopback (tests/lab/scripted_http.py) that answers with recorded or
+deliberately broken NDJSON streams (truncated, garbage, error mid-stream, dropped connection, silence). Everything
+the real server does produce is tested against the real `ollama serve` in tests/integration.
 """
-import json
 import socket
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from ansible_collections.llmops.ollama.plugins.module_utils._http import OllamaError, OllamaNotFound, OllamaUnreachable
 from ansible_collections.llmops.ollama.plugins.module_utils._ollama_client import OllamaClient
+from ansible_collections.llmops.ollama.tests.lab.scripted_http import ScriptedServer
 
 OK_STREAM = [
     {"status": "pulling manifest"},
@@ -25,59 +22,15 @@ OK_STREAM = [
 ]
 
 
-class Scripted(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    script = None  # set per test: callable(handler)
-
-    def log_message(self, *args):
-        pass
-
-    def do_POST(self):
-        length = int(self.headers.get("Content-Length", 0))
-        self.body = json.loads(self.rfile.read(length) or b"{}")
-        type(self).script(self)
-
-    do_GET = do_DELETE = do_POST
-
-    def stream(self, lines, close_early=False, pause=0.0):
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-ndjson")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        for line in lines:
-            self.wfile.write(line if isinstance(line, bytes) else (json.dumps(line) + "\n").encode())
-            self.wfile.flush()
-            if pause:
-                time.sleep(pause)
-        if close_early:
-            self.connection.shutdown(socket.SHUT_RDWR)
-
-    def reply(self, status, body, ctype="application/json"):
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-
 @pytest.fixture
 def server():
-    class Handler(Scripted):
-        pass
+    """`server(script, timeout)` points a client at a scripted server answering every request with `script`."""
+    with ScriptedServer() as httpd:
+        def use(script, timeout=5):
+            httpd.script = script
+            return OllamaClient(httpd.url(), timeout=timeout)
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-
-    def use(script, timeout=5):
-        Handler.script = staticmethod(script)
-        return OllamaClient("http://127.0.0.1:%d" % httpd.server_address[1], timeout=timeout)
-
-    yield use
-    httpd.shutdown()
-    httpd.server_close()
+        yield use
 
 
 def test_success_only_with_a_final_success_line(server):

@@ -2,18 +2,16 @@
 
 Ollama rewrites a manifest in place (truncated, then written): while a second pull of the same model writes it,
 /api/tags skips the model for a moment. The real server shows this only by chance (two plays pulling the same
-model at once, tests/integration/test_faults_local.py), so these tests use a local HTTP server on loopback whose
-/api/tags leaves the model out of its first answers, as the real server did in that race.
+model at once, tests/integration/test_faults_local.py), so these tests use a local HTTP server on loopback
+(tests/lab/scripted_http.py) whose /api/tags leaves the model out of its first answers, as the real server did in
+that race.
 """
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 
 from ansible_collections.llmops.ollama.plugins.module_utils._names import parse_model_name
 from ansible_collections.llmops.ollama.plugins.module_utils._ollama_client import OllamaClient
 from ansible_collections.llmops.ollama.plugins.modules import ollama_model
+from ansible_collections.llmops.ollama.tests.lab.scripted_http import ScriptedServer
 
 ENTRY = {"name": "lab/tiny:latest", "model": "lab/tiny:latest", "digest": "ab" * 32, "size": 10}
 
@@ -23,25 +21,12 @@ def tags_server():
     """A server whose /api/tags lists no model for its first `misses` answers, then lab/tiny."""
     state = {"misses": 0, "asked": 0}
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
+    def script(handler):
+        state["asked"] += 1
+        handler.reply(200, {"models": [] if state["asked"] <= state["misses"] else [ENTRY]})
 
-        def do_GET(self):
-            state["asked"] += 1
-            models = [] if state["asked"] <= state["misses"] else [ENTRY]
-            data = json.dumps({"models": models}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield OllamaClient("http://127.0.0.1:%d" % httpd.server_address[1], timeout=5), state
-    httpd.shutdown()
-    httpd.server_close()
+    with ScriptedServer(script) as httpd:
+        yield OllamaClient(httpd.url(), timeout=5), state
 
 
 def pulled_step():
