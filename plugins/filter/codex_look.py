@@ -25,25 +25,51 @@ def _catalog_text(catalog):
     return json.dumps(catalog, indent=2, sort_keys=True, separators=(",", ": ")) + "\n"
 
 
+UNANSWERED = "the look at the host did not answer: every step runs"
+
+
+def _catalog(answers, exists, server_context_length, base_instructions):
+    """Codex's catalog of the server's models: from their /api/show answers (a dict; None when the server could
+    not be read, and the catalog written before, if it exists, is then kept in use)."""
+    read = isinstance(answers, Mapping)
+    document = codex_model_catalog(answers if read else {}, server_context_length=server_context_length,
+                                   base_instructions=base_instructions)
+    return dict(catalog_read=read, model_answers=dict(answers) if read else {}, catalog=document,
+                catalog_text=_catalog_text(document), catalog_in_use=bool(document["models"]) if read else exists,
+                catalog_exists=exists)
+
+
+def _unanswered(read, server_context_length, base_instructions):
+    """What tasks/look_failed.yml read instead of the look: every part differs."""
+    if not isinstance(read, Mapping) or not isinstance(read.get("parts"), (list, tuple)):
+        raise AnsibleFilterError("codex_look: read_instead must be a dict with the list of the look's parts (parts), "
+                                 "not %s" % type(read).__name__)
+    parts = [part for part in read["parts"] if part not in READ_ONLY] + ["catalog", "policy"]
+    out = dict(looked=False, drift=dict((part, [UNANSWERED]) for part in parts),
+               accounts=dict(read.get("accounts") or {}), catalog_error=read.get("error") or "no answer")
+    out.update(_catalog(read.get("answers"), bool(read.get("exists")), server_context_length, base_instructions))
+    return out
+
+
 def codex_look(result, server="", catalog="", policy="", policy_set=False, marker="", server_context_length=None,
-               base_instructions=""):
+               base_instructions="", read_instead=None):
     """What the look found, for the role: {looked, drift, accounts, catalog_read, model_answers, catalog,
-    catalog_text, catalog_in_use, catalog_exists, catalog_error}; {looked: false} when it did not answer."""
+    catalog_text, catalog_in_use, catalog_exists, catalog_error}. When the look did not answer: {looked: false},
+    or, given what was read instead (read_instead), every part differing and the catalog from what was read."""
     if not isinstance(result, Mapping):
         raise AnsibleFilterError("codex_look: give the registered result of the role's ollama_state look, not %s"
                                  % type(result).__name__)
     if not isinstance(result.get("drift"), Mapping) or not isinstance(result.get("found"), Mapping):
-        return dict(looked=False)
+        if read_instead is None:
+            return dict(looked=False)
+        return _unanswered(read_instead, server_context_length, base_instructions)
     found = result["found"]
     paths = found.get("paths") or {}
     seen = (found.get("server") or {}).get(server) or {} if catalog else {}
-    answers = seen.get("show")
-    read = isinstance(answers, Mapping)
-    document = codex_model_catalog(answers if read else {}, server_context_length=server_context_length,
-                                   base_instructions=base_instructions)
     written = paths.get(catalog) or {} if catalog else {}
-    exists = written.get("type", "absent") != "absent"
-    in_use = bool(document["models"]) if read else exists
+    fields = _catalog(seen.get("show"), written.get("type", "absent") != "absent", server_context_length,
+                      base_instructions)
+    read, in_use, exists = fields["catalog_read"], fields["catalog_in_use"], fields["catalog_exists"]
 
     drift = dict((part, list(reasons)) for part, reasons in result["drift"].items() if part not in READ_ONLY)
     # The look rendered the files as if the catalog were in use and written (when codex_model_catalog is on).
@@ -53,9 +79,8 @@ def codex_look(result, server="", catalog="", policy="", policy_set=False, marke
             drift.setdefault(part, []).append(why)
     elif (in_use and read) != bool(catalog):
         drift.setdefault("sysdir", []).append("the catalog is not written on this run")
-    text = _catalog_text(document)
     if catalog and read:
-        if in_use and (written.get("text") != text
+        if in_use and (written.get("text") != fields["catalog_text"]
                        or [written.get(k) for k in ("owner", "group", "mode")] != ["root", "root", "0644"]):
             drift.setdefault("catalog", []).append("%s: differs from the server's models" % catalog)
         elif not in_use and exists:
@@ -63,9 +88,10 @@ def codex_look(result, server="", catalog="", policy="", policy_set=False, marke
     policy_text = (paths.get(policy) or {}).get("text") if policy else None
     if not policy_set and isinstance(policy_text, str) and policy_text.startswith("# " + marker):
         drift.setdefault("policy", []).append("%s: no policy is set, and the role wrote this one" % policy)
-    return dict(looked=True, drift=drift, accounts=dict(found.get("users") or {}), catalog_read=read,
-                model_answers=dict(answers) if read else {}, catalog=document, catalog_text=text, catalog_in_use=in_use,
-                catalog_exists=exists, catalog_error=seen.get("error") or ("" if read else "no answer"))
+    out = dict(looked=True, drift=drift, accounts=dict(found.get("users") or {}),
+               catalog_error=seen.get("error") or ("" if read else "no answer"))
+    out.update(fields)
+    return out
 
 
 class FilterModule(object):

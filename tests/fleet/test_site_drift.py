@@ -73,6 +73,23 @@ def test_a_converged_fleet_runs_no_step(site):
         assert "Keep what differs, and the GPU facts of a host without GPUs" not in ran, (host, ran)
 
 
+def test_a_look_that_fails_runs_every_step_and_repairs_only_the_drift(site):
+    """Every role's look at the host fails (forced: tests/fleet/playbooks/look_fails.yml): each role runs all its
+    steps on every host, the drifted drop-in on lab1 is repaired, nothing changes on the converged hosts, and the
+    site's own run then finds nothing to do."""
+    site.ssh("lab1", "sed -i 's/OLLAMA_HOST=/OLLAMA_HOST=0.0.0.0:1/' %s" % ENV)
+    run = site.playbook(Path(__file__).parent / "playbooks" / "look_fails.yml", limit=LIMIT)
+    assert run.rc == 0, run.output[-5000:]
+    for host in SITE:
+        ran = tasks_run(run, host)
+        assert set(SERVER_STEPS.values()) <= set(ran) and MODELS_STEP in ran, (host, ran)
+        assert "Look up the users" in ran, (host, ran)  # the codex role's reads of its own
+    assert run.changed()["lab1"] > 0 and run.changed()["lab2"] == run.changed()["lab3"] == 0, run.output[-5000:]
+    assert "OLLAMA_HOST=127.0.0.1:11434" in site.ssh("lab1", "cat %s" % ENV)
+    again = site.playbook("site.yml", limit=LIMIT)
+    assert again.rc == 0 and again.changed() == dict((h, 0) for h in SITE), again.output[-4000:]
+
+
 def test_edited_drop_in(site):
     site.ssh("lab1", "sed -i 's/OLLAMA_HOST=/OLLAMA_HOST=0.0.0.0:1/' %s" % ENV)
     run = check_then_repair(site, "servers.yml", "lab1")

@@ -178,3 +178,31 @@ def test_a_remote_servers_catalog_is_read_with_the_token_kept_out_of_the_log(pla
     catalog = json.loads((tmp_path / "etc-codex" / "ollama-models.json").read_text())
     assert catalog == rendered["catalog"]
     assert "s3cret-catalog-token" not in run.output
+
+
+def test_a_look_that_fails_runs_every_step_and_writes_the_same_files(server, rendered, tmp_path):
+    """The role's look at the host fails (forced: tests/integration/targets/codex/look_fails.yml): every step runs,
+    the server's models and the users are read by tasks of their own, and the files are those the look's path
+    writes; check mode predicts the run, a second run changes nothing, and the look's path then finds nothing to do."""
+    from tests.conftest import run_playbook
+
+    root = tmp_path / "root"
+    (root / "home" / ".codex").mkdir(parents=True)
+    variables = dict(rendered["variables"], codex_system_config_dir=str(root / "etc-codex"),
+                     codex_users=[{"name": "root", "home": str(root / "home")}])
+    failing = TARGET.parent / "look_fails.yml"
+    check, first, second = (run_playbook(failing, extra_vars=variables, check=mode, env=PLAYBOOK_ENV)
+                            for mode in (True, False, False))
+    for run in (check, first, second):
+        assert run.rc == 0, run.output[-5000:]
+        # the look's message is kept out of the log (it may hold the token): the tasks that run show the path taken
+        assert "TASK [llmops.ollama.codex : List the server's models]" in run.output
+    changed = [run.stats["localhost"]["changed"] for run in (check, first, second)]
+    assert changed[1] > 0 and changed[0] == changed[1] and changed[2] == 0, changed
+    assert json.loads((root / "etc-codex" / "ollama-models.json").read_text()) == rendered["catalog"]
+    written = (root / "home" / ".codex" / "config.toml").read_text()
+    assert written == (rendered["home"] / ".codex" / "config.toml").read_text().replace(
+        str(rendered["root"]), str(root))
+    looked = run_playbook(TARGET, extra_vars=variables, env=PLAYBOOK_ENV)
+    assert looked.rc == 0 and looked.stats["localhost"]["changed"] == 0, looked.output[-3000:]
+    assert "List the server's models" not in looked.output

@@ -110,7 +110,7 @@ def remote(ollama_server, capture, tmp_path_factory):
         pass
 
     s = Scenario()
-    s.root, s.sysdir, s.own, s.ollama = root, sysdir, own, ollama_server
+    s.root, s.sysdir, s.own, s.ollama, s.variables = root, sysdir, own, ollama_server, variables
     s.nobody_home, s.nobody_dir = nobody_home, nobody_home / ".codex"
     s.check = run(check=True)
     s.fresh_after_check = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
@@ -155,6 +155,21 @@ def test_check_mode_predicts_the_changes_and_a_second_run_changes_nothing(remote
     assert remote.fresh_after_check == ["daemon-codex", "daemon-codex/config.toml", "home-nobody", "root-codex",
                                         "root-codex/config.toml"]
     assert changed(remote.second) == 0, remote.second.output[-3000:]
+
+
+def test_a_look_that_fails_runs_every_step_and_changes_nothing_on_the_converged_host(remote):
+    """The role's look fails (forced, tests/integration/targets/codex/look_fails.yml): every step runs, in check mode
+    and for real, and none changes the files the look's path wrote (the system layer, the users' configs and
+    profiles, a forced user's file, the token's .env)."""
+    from tests.conftest import run_playbook
+
+    before = dict((p, p.read_bytes()) for p in remote.root.rglob("*") if p.is_file())
+    for check in (True, False):
+        run = run_playbook(TARGET / "look_fails.yml", extra_vars=remote.variables, check=check, env=PLAYBOOK_ENV)
+        assert run.rc == 0, run.output[-5000:]
+        assert "TASK [llmops.ollama.codex : Look up the users]" in run.output  # the look's other path ran
+        assert changed(run) == 0, run.output[-5000:]
+    assert dict((p, p.read_bytes()) for p in remote.root.rglob("*") if p.is_file()) == before
 
 
 def test_files_are_what_codex_reads_with_every_value_intact(remote, capture):

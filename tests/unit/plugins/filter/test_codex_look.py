@@ -81,3 +81,26 @@ def test_a_look_that_did_not_answer_says_so_and_bad_input_is_clear():
     assert codex_look({"failed": True, "msg": "no python"}) == {"looked": False}
     with pytest.raises(AnsibleFilterError, match="registered result"):
         codex_look("drift")
+
+
+def test_a_look_that_did_not_answer_with_what_was_read_instead_runs_every_part():
+    read = {"parts": ["system", "users", "sysdir", "catalog_read", "accounts"], "accounts": {"bob": None},
+            "answers": {"tiny:latest": TOOLS, "plain:latest": PLAIN}, "exists": False, "error": "OK (120 bytes)"}
+    out = codex_look({"failed": True, "msg": "no python"}, read_instead=read)
+    assert out["looked"] is False and out["accounts"] == {"bob": None}
+    assert sorted(out["drift"]) == ["catalog", "policy", "sysdir", "system", "users"]
+    assert all(reasons == ["the look at the host did not answer: every step runs"] for reasons in out["drift"].values())
+    # the catalog is what the look's path makes of the same answers
+    assert out["catalog"] == codex_model_catalog({"tiny:latest": TOOLS, "plain:latest": PLAIN})
+    assert out["catalog_text"] == _catalog_text(out["catalog"])
+    assert out["catalog_read"] and out["catalog_in_use"] and not out["catalog_exists"]
+
+
+def test_a_server_not_read_instead_keeps_the_catalog_written_before_in_use():
+    read = {"parts": ["users"], "answers": None, "exists": True, "error": "Status code was -1: refused"}
+    out = codex_look({}, read_instead=read)
+    assert not out["catalog_read"] and out["catalog_in_use"] and out["catalog_exists"]
+    assert out["model_answers"] == {} and out["catalog_error"] == "Status code was -1: refused"
+    assert not codex_look({}, read_instead=dict(read, exists=False))["catalog_in_use"]
+    with pytest.raises(AnsibleFilterError, match="read_instead must be a dict with the list of the look's parts"):
+        codex_look({}, read_instead={"parts": "users"})
