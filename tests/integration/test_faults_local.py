@@ -40,7 +40,7 @@ PULL_PLAY = """---
 def cases_play(cases, url, timeout):
     """One task per case (name, state, and its own timeout if it has one), each failing on its own (ignore_errors)
     so the next one runs."""
-    tasks = "".join("""
+    task = """
     - name: case %d
       llmops.ollama.ollama_model:
         base_url: %s
@@ -49,7 +49,8 @@ def cases_play(cases, url, timeout):
         insecure: true
         timeout: %d
       ignore_errors: true
-""" % (i, json.dumps(url), json.dumps(c["name"]), c["state"], c.get("timeout", timeout))
+"""
+    tasks = "".join(task % (i, json.dumps(url), json.dumps(c["name"]), c["state"], c.get("timeout", timeout))
                     for i, c in enumerate(cases))
     return """---
 - name: Registry faults, one task each
