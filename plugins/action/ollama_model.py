@@ -9,8 +9,8 @@
    task's result; when it would only remove models, the module runs again for real, as in 1. When the probe
    failed, its failure is the task's result (a real run fails the same way, and a second run would wait out the
    same timeouts again), except when it failed because this host could not read a model's registry, which a real
-   run leaves to the server: then the module runs for real, as in 1, told what the probe could not read, so that it
-   does not wait for that registry again.
+   run leaves to the server: then the module runs for real, as in 4 (the pull's size is not known here), told what
+   the probe could not read, so that it does not wait for that registry again.
 3. When it would pull only a little (under SMALL_PULL bytes in all, as the probe read them from the registry), the
    module runs again for real, as in 1: such a pull ends within seconds, before a progress line would be due, and
    the async path costs a few seconds of its own.
@@ -71,7 +71,9 @@ class ActionModule(ActionBase):
         if probe.get("failed"):
             unread = probe.get("registry_unread")
             if isinstance(unread, dict) and unread and not self._task.args.get("registry_unread"):
-                return self._plain(result, task_vars, dict(self._task.args, registry_unread=unread))
+                # this host cannot read the registry, the server may: it pulls, of a size not known here
+                args = dict(self._task.args, registry_unread=unread)
+                return merge_hash(result, self._with_progress(task_vars, interval, sorted(unread), args))
             self._remove_tmp_path(self._connection._shell.tmpdir)
             return merge_hash(result, probe)
         steps = [m for m in probe.get("models") or [] if m.get("action") in PULL_ACTIONS]
@@ -113,11 +115,11 @@ class ActionModule(ActionBase):
             self._remove_tmp_path(self._connection._shell.tmpdir)
         return result
 
-    def _with_progress(self, task_vars, interval, pulls):
+    def _with_progress(self, task_vars, interval, pulls, module_args=None):
         host = task_vars.get("inventory_hostname") or self._play_context.remote_addr or "host"
         async_dir = self.get_shell_option("async_dir", default="~/.ansible_async")
         name = "llmops-ollama-pull-%s.json" % secrets.token_hex(8)
-        args = dict(self._task.args)
+        args = dict(module_args or self._task.args)
         args.setdefault("progress_file", "%s/%s" % (async_dir.rstrip("/"), name))
         saved = self._task.async_val
         self._task.async_val = ASYNC_LIMIT  # what the async wrapper is given as its time limit

@@ -34,6 +34,7 @@ PULL_PLAY = """---
         state: "{{ state | default('present') }}"
         insecure: true
         timeout: "{{ timeout | default(30) }}"
+        progress_interval: "{{ interval | default(omit) }}"
 """
 
 
@@ -311,6 +312,25 @@ def test_registry_refused_hanging_or_slow_fails_after_the_timeout(server, proxy,
     time.sleep(2)  # the registry answers promptly again: a pull left running in the server would finish now
     assert tags(server) == before_tags
     assert faults.store(server.models_dir) == before_store
+
+
+def test_a_registry_only_the_server_reads_is_pulled_with_progress(server, proxy, big, plays):
+    """This host's read of the registry gets no answer (the proxy holds its first connection), the server's pull
+    goes through (throttled, so that it takes seconds): the task warns once, shows the pull's progress though this
+    host could not read its size, and reports the model pulled with the registry's digest."""
+    repo, digest, _blobs = big
+    name = "%s/%s" % (proxy.address, repo)
+    proxy.hang, proxy.hangs, proxy.rate = True, 1, RATE
+    run = run_playbook(plays / "pull.yml", extra_vars=pull_vars(server, name, timeout=3, interval=1))
+    assert run.rc == 0, run.output[-3000:]
+    assert proxy.hung == 1  # the host read once (its check-mode run), and the real run did not wait again
+    assert "could not read the registry for '%s' from this host (no answer from the registry at http://%s within " \
+           "3s (timeout)" % (name, proxy.address) in " ".join(run.output.split())
+    lines = run.output.splitlines()
+    pulling = [line for line in lines if line.startswith("localhost: pulling %s " % name)]
+    assert pulling and all(" ETA " in line for line in pulling), run.output[-3000:]
+    assert [line for line in lines if line.startswith("localhost: pulled %s 100%% " % name)], run.output[-3000:]
+    assert tags(server)[name] == digest
 
 
 def test_models_disk_full(proxy, registry, big, plays):

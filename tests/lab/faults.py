@@ -40,7 +40,8 @@ class FaultProxy:
     rate        bytes per second per connection from the registry to the client (None: full speed)
     drop_after  close a connection once it has carried this many bytes to the client (None: never) ...
     drops       ... for this many connections, then pass everything (None: every connection)
-    hang        accept connections and never answer (`hung` counts the connections held so)
+    hang        accept connections and never answer (`hung` counts the connections held so) ...
+    hangs       ... for this many connections, then pass everything (None: every connection)
     pause_on    (bytes, seconds): when the bytes to the client contain `bytes`, send what comes after them only
                 `seconds` later (in front of `ollama serve`: a silent checksum step after 'verifying sha256 digest')
     """
@@ -51,6 +52,7 @@ class FaultProxy:
         self.drop_after = None
         self.drops = None
         self.hang = False
+        self.hangs = None
         self.pause_on = None
         self.paused = 0
         self.bytes_to_client = 0
@@ -75,7 +77,7 @@ class FaultProxy:
         return "http://" + self.address
 
     def reset(self):
-        self.rate = self.drop_after = self.drops = self.pause_on = None
+        self.rate = self.drop_after = self.drops = self.pause_on = self.hangs = None
         self.hang = False
         self.paused = 0
         with self._lock:
@@ -105,7 +107,7 @@ class FaultProxy:
             except OSError:
                 return
             self._conns.append(client)
-            if self.hang:
+            if self.hang and (self.hangs is None or self.hung < self.hangs):
                 with self._lock:
                     self.hung += 1
                 continue  # held open, never answered
