@@ -1,7 +1,8 @@
 """The models role spreading a bundle in waves (ollama_models_bundle_spread: waves) on lab1-lab3: the seed (the
 controller's bundle, served over HTTP by the lab mirror on the machine) sends the blobs to lab1 only (wave 0); lab1
 then serves them to lab2 (wave 1) and to lab3 (wave 2). The kernel's interface counters of each host's veth and of the
-bridge say who sent the bytes (HTTP is not compressed, as Ansible's SSH is); the registry front says who pulled.
+bridge say who sent the bytes (HTTP is not compressed, as Ansible's SSH is); the registry front says who pulled. Each
+peer serves only to the holders of its password for the rollout.
 
 Runs after test_site.py, on its converged lab1-lab3 (on bare hosts it installs the server first), with models of its
 own that it removes at the end.
@@ -61,11 +62,15 @@ def test_waves_put_the_models_on_every_host_each_served_by_a_peer(waves):
         assert lab.ssh(host, "ls /root/.ansible_async 2>/dev/null | sort", check=False) == jobs_before[host], host
         tags = dict((m["name"], m["digest"]) for m in lab.api(host, "/api/tags")["models"])
         assert dict((n, tags.get(n)) for n in digests) == dict((n, d.split(":")[1]) for n, d in digests.items()), host
-        # no peer server is left running, and its port is closed
+        # no peer server is left running, its port is closed, and its password is gone from the host
         assert lab.ssh(host, "systemctl is-active ollama-bundle-peer.service", check=False).strip() != "active"
+        assert lab.ssh(host, "test -e /run/ollama-bundle-peer && echo left", check=False).strip() == "", host
         probe = lab.ssh(host, "curl -sS -m 5 -o /dev/null http://127.0.0.1:%d/; echo rc=$?" % PEER_PORT, check=False)
         assert "rc=0" not in probe, host
     assert registry_bytes(lab) == pulled_before  # no host pulled from the registry
+    # each peer asked for its password (tests/unit/roles/models/test_serve_blobs.py: nothing without it), which the
+    # run's output never shows
+    assert "http://peer:" not in run.output.replace("http://peer:********@", ""), run.output[-4000:]
     # lab1 served both later waves; lab2 and lab3 served nobody; the machine sent lab1 its copy (the seed), and
     # Ansible's own traffic (modules over SSH), far less than a second copy: one seed serving every host sends three
     assert sent["lab1"] >= 2 * copy, sent
