@@ -70,7 +70,6 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--directory", required=True, help="the model store's blobs folder")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--bind", default="", help="address to listen on (default: all)")
     parser.add_argument("--password-file", required=True)
     args = parser.parse_args(argv)
     try:
@@ -80,7 +79,7 @@ def main(argv=None):
         sys.exit("cannot read the password file: %s" % exc)
     if not password:
         sys.exit("the password file %s is empty" % args.password_file)
-    server = ThreadingHTTPServer((args.bind, args.port), make_handler(args.directory, password))
+    server = ThreadingHTTPServer(("", args.port), make_handler(args.directory, password))
     server.daemon_threads = True
     server.serve_forever()
 

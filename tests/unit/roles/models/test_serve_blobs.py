@@ -4,24 +4,18 @@ on loopback: the blobs of a store, read-only, to holders of the rollout's passwo
 import base64
 import hashlib
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from ansible_collections.llmops.ollama.tests.lab.net import free_port, wait_http
+
 SCRIPT = Path(__file__).resolve().parents[4] / "roles" / "models" / "files" / "serve_blobs.py"
 PASSWORD = "Zq3rollout5ecret"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -38,15 +32,9 @@ def peer(tmp_path):
     port = free_port()
     proc = subprocess.Popen([sys.executable, str(SCRIPT), "--directory", str(store / "blobs"), "--port", str(port),
                              "--password-file", str(secret)], stderr=subprocess.PIPE)
-    deadline = time.time() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() is not None else ""
-            time.sleep(0.1)
-    yield "http://127.0.0.1:%d" % port, digest, data, proc
+    url = "http://127.0.0.1:%d" % port
+    wait_http(url + "/", timeout=20, proc=proc)  # it answers 401
+    yield url, digest, data, proc
     proc.terminate()
     proc.wait(timeout=10)
 
