@@ -43,7 +43,9 @@ class FaultProxy:
     hang        accept connections and never answer (`hung` counts the connections held so) ...
     hangs       ... for this many connections, then pass everything (None: every connection)
     pause_on    (bytes, seconds): when the bytes to the client contain `bytes`, send what comes after them only
-                `seconds` later (in front of `ollama serve`: a silent checksum step after 'verifying sha256 digest')
+                `seconds` later (in front of `ollama serve`: a silent checksum step after 'verifying sha256 digest');
+                `paused` counts the pauses, and `pause_waits` holds, for each paused connection the client closed,
+                the seconds from the start of the pause to that close (how long the client waited in the silence)
     """
 
     def __init__(self, upstream, listen=("127.0.0.1", 0)):
@@ -55,6 +57,7 @@ class FaultProxy:
         self.hangs = None
         self.pause_on = None
         self.paused = 0
+        self.pause_waits = []
         self.bytes_to_client = 0
         self.dropped = 0
         self.hung = 0
@@ -80,6 +83,7 @@ class FaultProxy:
         self.rate = self.drop_after = self.drops = self.pause_on = self.hangs = None
         self.hang = False
         self.paused = 0
+        self.pause_waits = []
         with self._lock:
             self.bytes_to_client = 0
             self.dropped = 0
@@ -118,15 +122,19 @@ class FaultProxy:
                 _close(client)
                 continue
             self._conns.append(server)
-            threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
+            pause = {}  # when this connection's pause began
+            threading.Thread(target=self._pump, args=(client, server, False, pause), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, True, pause), daemon=True).start()
 
-    def _pump(self, src, dst, to_client):
+    def _pump(self, src, dst, to_client, pause):
         carried = 0
         try:
             while True:
                 data = src.recv(16384)
                 if not data:
+                    if not to_client and "began" in pause:  # the client closed its side
+                        with self._lock:
+                            self.pause_waits.append(time.monotonic() - pause["began"])
                     break
                 if to_client:
                     drop_after = self.drop_after
@@ -138,6 +146,7 @@ class FaultProxy:
                         cut = data.index(pause_on[0]) + len(pause_on[0])
                         cut = data.find(b"\n", cut) + 1 or len(data)  # the whole line, then the silence
                         dst.sendall(data[:cut])
+                        pause["began"] = time.monotonic()
                         with self._lock:
                             self.paused += 1
                         time.sleep(pause_on[1])
