@@ -146,7 +146,8 @@ def test_upgrade_to_a_server_that_does_not_start_is_rolled_back(lab5):
     failed = faults.failed_results(run.output)
     # the wait for the new version fails (rescued), then the rescue's own message ends the play
     assert [host for host, _r in failed] == ["lab5", "lab5"], run.output[-4000:]
-    # the first failure, rescued: the wait for the new version (ollama_server_wait_timeout 4 s: 2 tries, 2 s apart),
+    # the first failure, rescued: the wait for the new version (ollama_server_wait_timeout 4 s: 2 tries, 2 s apart;
+    # the old version is then given 30 s, and answers at once),
     # or, when systemd sees the broken serve exit before its start job ends (a busy host), the restart itself
     first = failed[0][1]
     assert first.get("attempts") == 2 or "Unable to restart service ollama" in first.get("msg", ""), failed[0]
@@ -189,6 +190,7 @@ def test_server_killed_mid_pull_then_restarted_by_systemd(lab5, site):
     run = faults.Playbook(site["play"], lab.inventory, extra_vars={"model": name}, args=["--limit", "lab5"])
     try:
         wait_for_bytes(proxy, run, 2 * MIB)
+        proxy.rate = 64 * 1024  # the rest would take 90 s now: the kill lands mid-pull however long ssh takes
         # SIGKILL to the server's process (systemctl kill would also signal the whole cgroup, which nspawn's
         # cgroup tree refuses with EIO); systemd sees it die and restarts it (Restart=always)
         lab.ssh("lab5", "kill -KILL $(systemctl show -p MainPID --value ollama)")

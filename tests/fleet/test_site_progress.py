@@ -31,6 +31,7 @@ PLAY = """---
         name: "{{ model }}"
         state: "{{ wanted | default('present') }}"
         insecure: true
+        progress_interval: 2  # a few lines per host even if the two pulls hardly overlap (8 s each then)
 """
 
 
@@ -79,7 +80,10 @@ def test_each_host_shows_its_pull_progress(lab, big, tmp_path):
                    if re.match(r"^%s: pulling %s \d+%% [0-9.]+ [KMG]?B/24\.0 MB [0-9.]+ [KMG]?B/s ETA \d+:\d\d$"
                                % (host, re.escape(model)), line)]
         assert len(pulling) >= 2, text
-        assert max(b[0] - a[0] for a, b in zip(shown, shown[1:])) <= 10, text
+        # a line every 2 s while it pulls (10 s allowed, on a busy machine); the last comes after the module's end
+        # and its async_status run
+        while_pulling = shown[:-1]
+        assert max(b[0] - a[0] for a, b in zip(while_pulling, while_pulling[1:])) <= 10, text
         assert re.match(r"^%s: pulled %s 100%% 24\.0 MB in " % (host, re.escape(model)), shown[-1][1]), text
         assert model in [m["name"] for m in lab.api(host, "/api/tags")["models"]]
 

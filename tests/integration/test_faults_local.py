@@ -203,19 +203,20 @@ def test_server_killed_mid_pull_of_three_models(server, proxy, big, registry, pl
 def test_a_silent_checksum_step_is_not_a_timeout(server, registry, plays):
     """Issue 13 item 10: after 'verifying sha256 digest' the server hashes every new layer and sends nothing; for a
     big model that is minutes. A proxy in front of the real server holds the rest of the stream back after that line
-    (as a slow disk would), with a 2 s timeout: a 4 s silence is within what the module allows for hashing 100 MB (12 s),
-    so it waits for the stream's end; a 30 s one ends after those 12 s in a look at the model list, which has the model,
-    so the pull succeeded both times. How long the module waited is read at the proxy, from the start of the silence to
-    the module closing its connection: the machine's load only lengthens what comes before and after."""
+    (as a slow disk would), with a 5 s timeout: an 8 s silence is within what the module allows for hashing 100 MB
+    (15 s), so it waits for the stream's end; a 40 s one ends after those 15 s in a look at the model list, which has
+    the model, so the pull succeeded both times. How long the module waited is read at the proxy, from the start of
+    the silence to the module closing its connection: the machine's load only lengthens what comes before and after."""
     size = 100 * 1000 * 1000
-    allowed = 2 + size / (10 * 1000 * 1000)  # the timeout, and the hashing at the module's VERIFY_RATE
+    timeout = 5  # a busy machine's stall in the download stays within it
+    allowed = timeout + size / (10 * 1000 * 1000)  # the timeout, and the hashing at the module's VERIFY_RATE
     manifest, blobs = models.build("faults/checksum:latest", 1, size)
     digest = models.push(registry.url, "faults/checksum", "latest", manifest, blobs).split(":", 1)[1]
     name = "%s/faults/checksum:latest" % registry.address
     with faults.FaultProxy(("127.0.0.1", server.port)) as front:
-        for pause in (4, 30):
+        for pause in (8, 40):
             front.pause_on = (b"verifying sha256 digest", pause)
-            run = run_playbook(plays / "pull.yml", extra_vars=dict(url=front.url, models=[name], timeout=2))
+            run = run_playbook(plays / "pull.yml", extra_vars=dict(url=front.url, models=[name], timeout=timeout))
             assert run.rc == 0, run.output[-3000:]
             assert front.paused == 1, "the stream never reached the checksum step"
             assert run.stats["localhost"]["changed"] == 1
@@ -379,10 +380,13 @@ def test_two_plays_pull_the_same_model_at_once(server, proxy, big, plays):
     """Both plays pull (each saw the model missing), both succeed, the store has one copy, fetched once."""
     repo, digest, blobs = big
     name = "%s/%s" % (proxy.address, repo)
-    proxy.rate = RATE  # 4 s of download: the two plays overlap
+    proxy.rate = 16 * 1024  # a crawl: the first pull is still on when the second play, however late, starts its own
     runs = [faults.Playbook(plays / "pull.yml", "localhost,", extra_vars=pull_vars(server, name), args=["-v"])
             for _copy in range(2)]
     try:
+        for run in runs:  # both pulls are on (each shows its progress), then the download goes at full speed
+            run.wait_for(r"localhost: pulling \S+ \d+% ")
+        proxy.rate = None
         for run in runs:
             run.wait(120)
     finally:

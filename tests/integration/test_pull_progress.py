@@ -157,23 +157,25 @@ def test_a_long_pull_shows_its_progress(server, big, throttle, play):
     record = "progress lines at %s s after the task began" % ", ".join("%.1f" % (t - start) for t, _l in shown)
     assert len(lines) >= 3, run.output
     assert shown[-1][0] - shown[0][0] >= 15, "the throttle did not slow the pull: " + record
-    # the first line comes after two module runs (the check-mode probe, then the job's start) and at most 2 s:
-    # about 5 s on a quiet machine, 12 s seen in CI with both cores busy with four other test runs
-    assert shown[0][0] - start <= 15, record
-    gaps = [b[0] - a[0] for a, b in zip(shown, shown[1:])]
+    # while it pulls, a line at least every 5 s (the interval, and the time of one read of the progress file); the
+    # last line comes after the module's end and an async_status run, which a busy machine makes seconds longer
+    while_pulling = shown[:-1]
+    gaps = [b[0] - a[0] for a, b in zip(while_pulling, while_pulling[1:])]
     assert max(gaps) <= 10, record
     assert all(m.group("model") == name for _t, m in lines), run.output
     percents = [int(m.group("percent")) for _t, m in lines]
-    # only growing, from the start of the pull to its last 5 s (at most 8 MB short of the end)
-    assert percents == sorted(percents) and percents[0] < 50 and percents[-1] >= 70, percents
+    # only growing, from the first half of the pull (the first line comes early in it, whatever the time two module
+    # runs took before it began) to its last seconds (at most 16 MB, 10 s, short of the end)
+    assert percents == sorted(percents) and percents[0] < 50 and percents[-1] >= 60, percents
     for _t, m in lines:
         # the registry's size of the whole model (its three blobs), from the first line on
         assert abs(size_of(m.group("total")) - size) <= 0.05 * MB, (m.group(0), size)
         assert size_of(m.group("done")) <= size_of(m.group("total"))
-    # the rate is the throttle's (never above it; a busy machine may stall the stream for a moment, so the typical
-    # line, not every line), and each ETA is what is left at the rate shown
+    # the rate is the throttle's: the typical line's (a busy machine may stall the stream for a moment, and a line
+    # after a stall shows a burst), and the mean of the whole pull, which the throttle bounds whatever the load;
+    # each ETA is what is left at the rate shown
     rates = sorted(size_of(m.group("rate")) for _t, m in lines[1:])
-    assert rates[-1] <= 1.5 * RATE and 0.5 * RATE <= rates[len(rates) // 2] <= 1.5 * RATE, record
+    assert rates[-1] <= 2 * RATE and 0.5 * RATE <= rates[len(rates) // 2] <= 1.5 * RATE, record
     for _t, m in lines[1:]:
         assert re.match(r"^\d+:\d\d$", m.group("eta")), m.group(0)
         eta = int(m.group("eta").split(":")[0]) * 60 + int(m.group("eta").split(":")[1])
@@ -182,6 +184,7 @@ def test_a_long_pull_shows_its_progress(server, big, throttle, play):
     done = PULLED.match(shown[-1][1])  # and the last line says 100%, when the pull is over
     assert done and done.group("model") == name, run.output
     assert abs(size_of(done.group("size")) - size) <= 0.05 * MB
+    assert 0.3 * RATE <= size_of(done.group("rate")) <= 1.05 * RATE, done.group(0)
     # nothing left behind in Ansible's async directory: neither the job's file nor the progress file
     assert async_dir_files() == jobs_before
 

@@ -40,8 +40,9 @@ def test_two_clients_share_the_uplink(registry):
         assert [s for s, _t in results] == [size, size]
         # the two together get the budget of one: about twice the time one takes alone, not the same time
         assert both >= 0.85 * 2 * SIZE / (MBPS * MB / 8), (alone, both)
-        assert min(t for _s, t in results) >= 1.5 * alone * 0.85, (alone, results)
+        # and neither gets it alone first: even the first to end took well over one blob's time at the full budget
+        assert min(t for _s, t in results) >= 1.3 * SIZE / (MBPS * MB / 8), (alone, results)
     finally:
         set_uplink(registry.url, 0)
     _size, free = fetch(urls[0])
-    assert free < alone / 3, (free, alone)  # lifted: full speed again
+    assert free < 0.85 * SIZE / (MBPS * MB / 8), (free, alone)  # lifted: faster than the budget allows
