@@ -181,6 +181,30 @@ def test_upgrade_to_a_server_that_does_not_start_is_rolled_back(lab5):
     lab.ssh("lab5", "rm -rf /opt/ollama/versions/%s /var/cache/ollama-archives/%s-*" % (BROKEN, BROKEN))
 
 
+def test_a_previous_server_slower_than_the_wait_is_waited_for(lab5):
+    """A setting that breaks the server, with a short ollama_server_wait_timeout (2 s), on a host whose server takes
+    8 s to answer after each start (an administrator's drop-in of its own, kept by the role): the role puts the
+    previous environment back and waits for that server, which ran before, at least 30 s, so the play says it is
+    running again, not that it does not answer either."""
+    lab = lab5
+    before = state(lab, "lab5")
+    slow = "/etc/systemd/system/ollama.service.d/50-slow-start.conf"
+    lab.ssh("lab5", "printf '[Service]\\nExecStart=\\nExecStart=/bin/sh -c \"sleep 8; exec /opt/ollama/current/bin/ollama"
+                    " serve\"\\n' > %s && systemctl daemon-reload" % slow)
+    try:
+        bad_host = {"ollama_server_wait_timeout": 2, "ollama_server_environment": {"OLLAMA_HOST": "10.9.9.9:11434"}}
+        run = lab.playbook("servers.yml", limit="lab5", extra_vars=bad_host)
+        assert run.rc != 0
+        msg = faults.failed_results(run.output)[-1][1]["msg"]
+        assert msg.startswith("Ollama %s did not start or did not answer on http://127.0.0.1:11434 within 2s" % NEW), msg
+        assert "Put back the unit and environment the server ran with; it is running again." in msg, msg
+        assert state(lab, "lab5") == before
+    finally:
+        lab.ssh("lab5", "rm -f %s && systemctl daemon-reload && systemctl restart ollama" % slow)
+    wait_for_server(lab, "lab5")
+    assert state(lab, "lab5") == before
+
+
 def test_server_killed_mid_pull_then_restarted_by_systemd(lab5, site):
     lab, proxy = lab5, site["proxy"]
     name = site["big"]
