@@ -341,11 +341,22 @@ def check_path(reader, path, want, reasons):
         reasons.append("%s: mode is %s, not %s" % (path, have["mode"], want["mode"]))
     if kind == "link" and want.get("target") is not None and have.get("target") != want["target"]:
         reasons.append("%s: points to %s, not %s" % (path, have.get("target"), want["target"]))
-    if kind != "file" or not (want.get("sha256") or want.get("lines")):
+    if kind != "file":
         return
+    if want.get("sha256") or want.get("lines"):
+        check_content(reader, path, want, reasons)
+    if want.get("cert_valid_for") is not None:
+        rc, _out, _err = reader.module.run_command(["openssl", "x509", "-noout", "-checkend",
+                                                    str(int(want["cert_valid_for"])), "-in", have["path"]])
+        if rc != 0:
+            reasons.append("%s: expires within %s s, or is not a certificate" % (path, want["cert_valid_for"]))
+
+
+def check_content(reader, path, want, reasons):
+    """The file's sha256, and the sha256 of the lines that start with each given prefix."""
     data = reader.content(path)
     if data is None:
-        reasons.append("%s: cannot be read (%s)" % (path, have.get("error")))
+        reasons.append("%s: cannot be read (%s)" % (path, reader.path(path).get("error")))
         return
     if want.get("sha256") and hashlib.sha256(data).hexdigest() != want["sha256"].lower():
         reasons.append("%s: its content differs" % path)
@@ -353,11 +364,6 @@ def check_path(reader, path, want, reasons):
         found = [text for text in data.decode("utf-8", "replace").splitlines() if text.startswith(line["prefix"])]
         if not found or hashlib.sha256(found[-1].encode("utf-8")).hexdigest() != line["sha256"].lower():
             reasons.append("%s: its %s line differs" % (path, line["prefix"]))
-    if want.get("cert_valid_for") is not None:
-        rc, _out, _err = reader.module.run_command(["openssl", "x509", "-noout", "-checkend",
-                                                    str(int(want["cert_valid_for"])), "-in", have["path"]])
-        if rc != 0:
-            reasons.append("%s: expires within %s s, or is not a certificate" % (path, want["cert_valid_for"]))
 
 
 def check_unit(reader, name, want, reasons):
@@ -508,6 +514,55 @@ def check_part(reader, part, reasons):
         reader.content(path)
 
 
+SERVER_KEYS = ("url", "version", "models", "purge", "insecure", "timeout", "show")
+
+
+def _is_number(value):
+    """Whether a value reads as a whole number of seconds (as int() reads a YAML number or its string)."""
+    try:
+        int(str(value).strip())
+        return True
+    except ValueError:
+        return False
+
+
+def validate_path(name, want):
+    """The first problem of one paths entry, or None."""
+    where = "parts: %s: paths: %s: " % (name, want["path"])
+    if set(want) - set(PATH_KEYS) or want.get("type", "file") not in TYPES:
+        return where + "the keys are %s, and type is one of %s" % (", ".join(PATH_KEYS), ", ".join(TYPES))
+    for key in ("path", "sha256", "target", "owner", "group"):
+        if want.get(key) is not None and not isinstance(want[key], (str, int)):
+            return where + "%s must be a string, not %s" % (key, type(want[key]).__name__)
+    if want.get("mode") is not None:
+        try:
+            int(str(want["mode"]), 8)
+        except ValueError:
+            return where + "mode %s is not octal (\"0644\")" % want["mode"]
+    if want.get("cert_valid_for") is not None and not _is_number(want["cert_valid_for"]):
+        return where + "cert_valid_for %s is not a number of seconds" % want["cert_valid_for"]
+    lines = want.get("lines") or []
+    if not isinstance(lines, list) or not all(isinstance(line, dict) and isinstance(line.get("prefix"), str)
+                                              and isinstance(line.get("sha256"), str) for line in lines):
+        return where + "lines must be a list of dictionaries, each with its prefix and sha256"
+    return None
+
+
+def validate_server(name, server):
+    """The first problem of a part's server, or None."""
+    where = "parts: %s: server " % name
+    if not isinstance(server, dict):
+        return where + "must be a dictionary of %s, not %s" % (", ".join(SERVER_KEYS), type(server).__name__)
+    unknown = sorted(set(server) - set(SERVER_KEYS))
+    if unknown:
+        return where + "has unknown keys %s; the keys are %s" % (", ".join(unknown), ", ".join(SERVER_KEYS))
+    if server.get("timeout") is not None and not _is_number(server["timeout"]):
+        return where + "timeout %s is not a number of seconds" % server["timeout"]
+    if server.get("models") is not None and not isinstance(server["models"], list):
+        return where + "models must be a list of names or of dictionaries with name and state"
+    return None
+
+
 def validate(parts):
     """What a wanted state must look like; returns the first problem or None."""
     for name, part in parts.items():
@@ -521,15 +576,21 @@ def validate(parts):
             field = "path" if key == "paths" else "name"
             if not isinstance(items, list) or not all(isinstance(i, dict) and i.get(field) for i in items):
                 return "parts: %s: %s must be a list of dictionaries, each with its %s" % (name, key, field)
+        for key in ("groups", "packages", "read"):
+            items = part.get(key) or []
+            if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
+                return "parts: %s: %s must be a list of names" % (name, key)
         for want in part.get("paths") or []:
-            if set(want) - set(PATH_KEYS) or want.get("type", "file") not in TYPES:
-                return ("parts: %s: paths: %s: the keys are %s, and type is one of %s"
-                        % (name, want["path"], ", ".join(PATH_KEYS), ", ".join(TYPES)))
-            if want.get("mode") is not None:
-                try:
-                    int(str(want["mode"]), 8)
-                except ValueError:
-                    return "parts: %s: paths: %s: mode %s is not octal (\"0644\")" % (name, want["path"], want["mode"])
+            problem = validate_path(name, want)
+            if problem:
+                return problem
+        if part.get("server") is not None:
+            problem = validate_server(name, part["server"])
+            if problem:
+                return problem
+        if part.get("gpu") is not None and not (isinstance(part["gpu"], dict)
+                                                and isinstance(part["gpu"].get("requirements") or {}, dict)):
+            return "parts: %s: gpu must be a dictionary, with requirements a dictionary" % name
     return None
 
 

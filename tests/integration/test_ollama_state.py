@@ -7,6 +7,7 @@ would skip a pull it needs or run one it does not.
 import hashlib
 import json
 import os
+import subprocess
 import urllib.request
 
 import pytest
@@ -64,6 +65,31 @@ def test_files_links_and_modes(tmp_path):
         "token": ["%s: its TOKEN= line differs" % conf]}, drift
     # a file that differs in content only is found by its sha256, whatever its size and time
     assert look(want)["found"]["paths"][str(conf)]["mode"] == "0644"
+
+
+def _certificate(folder, days):
+    """A self-signed certificate valid for `days` days, made with openssl as the proxy role makes its own."""
+    cert, key = folder / ("cert-%d.pem" % days), folder / ("key-%d.pem" % days)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", str(days), "-subj", "/CN=lab"], check=True, capture_output=True)
+    return cert
+
+
+def test_a_certificate_inside_its_renewal_window_differs_whatever_else_is_given(tmp_path):
+    """The proxy's generated certificate is declared by its validity alone (its content is new at each renewal):
+    one that expires within the window differs, with no sha256 or lines beside it. Before the fix the validity was
+    read only when sha256 or lines were also given, and a certificate about to expire read as converged."""
+    cert = _certificate(tmp_path, 10)
+    week, month = 7 * 86400, 30 * 86400
+    assert both_modes({"tls": {"paths": [{"path": str(cert), "cert_valid_for": week}]}}) == {}
+    drift = both_modes({"tls": {"paths": [{"path": str(cert), "cert_valid_for": month, "mode": "0600"}]}})
+    assert drift == {"tls": ["%s: mode is 0644, not 0600" % cert,
+                             "%s: expires within %d s, or is not a certificate" % (cert, month)]}, drift
+    # a file that is no certificate at all differs too
+    junk = tmp_path / "junk.crt"
+    junk.write_text("not a certificate\n")
+    assert both_modes({"tls": {"paths": [{"path": str(junk), "cert_valid_for": week}]}}) == {
+        "tls": ["%s: expires within %d s, or is not a certificate" % (junk, week)]}
 
 
 def test_a_missing_file_a_missing_user_and_a_unit_that_is_not_there(tmp_path):
@@ -171,6 +197,19 @@ def test_each_models_show_answer_and_the_users_come_back_for_the_controller(serv
     ({"p": {"paths": ["/etc/x"]}}, "parts: p: paths must be a list of dictionaries, each with its path"),
     ({"p": {"paths": [{"path": "/x", "type": "socket"}]}}, "and type is one of file, directory, link, absent"),
     ({"p": {"paths": [{"path": "/x", "mode": "rw"}]}}, "mode rw is not octal"),
+    # each of these raised a Python error out of the module before it checked them
+    ({"p": {"server": "http://127.0.0.1:11434"}}, "parts: p: server must be a dictionary of url, version"),
+    ({"p": {"server": {"timeout": "soon"}}}, "parts: p: server timeout soon is not a number of seconds"),
+    ({"p": {"server": {"adress": "x"}}}, "parts: p: server has unknown keys adress"),
+    ({"p": {"server": {"models": "llama3.2"}}}, "parts: p: server models must be a list"),
+    ({"p": {"paths": [{"path": "/x", "lines": [{"sha256": "0" * 64}]}]}},
+     "parts: p: paths: /x: lines must be a list of dictionaries, each with its prefix and sha256"),
+    ({"p": {"paths": [{"path": "/x", "lines": "TOKEN="}]}}, "lines must be a list of dictionaries"),
+    ({"p": {"paths": [{"path": "/x", "cert_valid_for": "a week"}]}}, "cert_valid_for a week is not a number of seconds"),
+    ({"p": {"paths": [{"path": "/x", "sha256": ["0" * 64]}]}}, "parts: p: paths: /x: sha256 must be a string, not list"),
+    ({"p": {"groups": "ollama"}}, "parts: p: groups must be a list of names"),
+    ({"p": {"read": [None]}}, "parts: p: read must be a list of names"),
+    ({"p": {"gpu": ["nvidia"]}}, "parts: p: gpu must be a dictionary"),
 ])
 def test_a_wanted_state_that_is_not_one_is_a_clear_failure(parts, says):
     code, result = run_module(ollama_state, dict(parts=parts))
