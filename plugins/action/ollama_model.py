@@ -10,14 +10,16 @@
    failed, its failure is the task's result (a real run fails the same way, and a second run would wait out the
    same timeouts again), except when it failed because this host could not read a model's registry, which a real
    run leaves to the server: then the module runs for real, as in 4 (the pull's size is not known here), told what
-   the probe could not read, so that it does not wait for that registry again.
+   the probe could not read (_registry_unread), so that it does not wait for that registry again.
 3. When it would pull only a little (under SMALL_PULL bytes in all, as the probe read them from the registry), the
    module runs again for real, as in 1: such a pull ends within seconds, before a progress line would be due, and
    the async path costs a few seconds of its own.
-4. When it would pull more, the module runs through Ansible's async wrapper with a progress file to write. The
-   controller reads that file (and whether the job ended) with one cheap command every second or two, prints one
-   line per host every progress_interval seconds, then takes the module's result with async_status and removes
-   the job and progress files.
+4. When it would pull more, the module runs through Ansible's async wrapper with a progress file to write
+   (_progress_file). The controller reads that file (and whether the job ended) with one cheap command every second
+   or two, prints one line per host every progress_interval seconds, then takes the module's result with
+   async_status and removes the job and progress files.
+The module's options _progress_file and _registry_unread are this plugin's alone: a task that sets them gets a
+warning, and the values are not passed on.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -51,6 +53,8 @@ PULL_ACTIONS = ("pulled", "updated")
 ASYNC_KEYS = ("ansible_job_id", "finished", "started", "results_file")
 MARK = "--llmops-ollama-progress--"
 SMALL_PULL = 8 << 20  # bytes to download in all under which a pull runs without progress lines
+# the module's options that only this plugin sets (undocumented): a value given in the task is not passed on
+INTERNAL_OPTIONS = ("_progress_file", "_registry_unread")
 
 
 class ActionModule(ActionBase):
@@ -62,6 +66,7 @@ class ActionModule(ActionBase):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
         task_vars = task_vars or {}
+        self._args = self._task_args()
         interval = self._interval()
         if (self._task.check_mode or self._task.async_val or not interval or self._connection.has_native_async
                 or self._connection.always_pipeline_modules):
@@ -70,9 +75,9 @@ class ActionModule(ActionBase):
         probe = self._run_module(task_vars, check_mode=True)
         if probe.get("failed"):
             unread = probe.get("registry_unread")
-            if isinstance(unread, dict) and unread and not self._task.args.get("registry_unread"):
+            if isinstance(unread, dict) and unread:
                 # this host cannot read the registry, the server may: it pulls, of a size not known here
-                args = dict(self._task.args, registry_unread=unread)
+                args = dict(self._args, _registry_unread=unread)
                 return merge_hash(result, self._with_progress(task_vars, interval, sorted(unread), args))
             self._remove_tmp_path(self._connection._shell.tmpdir)
             return merge_hash(result, probe)
@@ -88,6 +93,14 @@ class ActionModule(ActionBase):
         return merge_hash(result, probe)  # what a real run would return: nothing to do
 
     # -- the two ways to run the module ------------------------------------------------------------------------
+    def _task_args(self):
+        """The task's arguments for the module, without the options only this plugin sets."""
+        given = sorted(k for k in self._task.args if k in INTERNAL_OPTIONS)
+        if given:
+            display.warning("ollama_model: %s: set by the collection's action plugin only, not by a task; ignored"
+                            % ", ".join(given))
+        return dict((k, v) for k, v in self._task.args.items() if k not in INTERNAL_OPTIONS)
+
     def _interval(self):
         """progress_interval from the task, or None when it is not valid (the module then says why)."""
         value = self._task.args.get("progress_interval", DEFAULT_INTERVAL)
@@ -103,7 +116,8 @@ class ActionModule(ActionBase):
             self._task.check_mode = check_mode
         try:
             return self._execute_module(module_name=self._task.action, task_vars=task_vars,
-                                        module_args=dict(module_args or self._task.args), wrap_async=wrap_async)
+                                        module_args=dict(self._args if module_args is None else module_args),
+                                        wrap_async=wrap_async)
         finally:
             self._task.check_mode = saved
 
@@ -119,8 +133,8 @@ class ActionModule(ActionBase):
         host = task_vars.get("inventory_hostname") or self._play_context.remote_addr or "host"
         async_dir = self.get_shell_option("async_dir", default="~/.ansible_async")
         name = "llmops-ollama-pull-%s.json" % secrets.token_hex(8)
-        args = dict(module_args or self._task.args)
-        args.setdefault("progress_file", "%s/%s" % (async_dir.rstrip("/"), name))
+        args = dict(self._args if module_args is None else module_args)
+        args["_progress_file"] = "%s/%s" % (async_dir.rstrip("/"), name)
         saved = self._task.async_val
         self._task.async_val = ASYNC_LIMIT  # what the async wrapper is given as its time limit
         try:
@@ -131,9 +145,7 @@ class ActionModule(ActionBase):
         if started.get("failed") or not jid or not job:
             return started
         job_dir = job.rsplit("/", 1)[0]
-        progress = args["progress_file"]
-        if progress == "%s/%s" % (async_dir.rstrip("/"), name):
-            progress = "%s/%s" % (job_dir, name)  # the same file, with the async directory as the host expanded it
+        progress = "%s/%s" % (job_dir, name)  # _progress_file, with the async directory as the host expanded it
         # if this is interrupted, the module goes on to its end on the host (or is stopped with it), and removes
         # its progress file; only Ansible's job file is left, as for any async task given up on
         self._follow(host, job, progress, interval, pulls)

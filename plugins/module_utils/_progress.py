@@ -29,6 +29,10 @@ class ProgressFile(object):
         self.path = path
         self.clock = clock
         self.error = None  # why the file could not be written; nothing more is tried then
+        self.written = False  # whether the file at `path` is this object's: only then is it replaced and removed
+        if os.path.lexists(path):
+            # the action plugin gives a new name each run: a file already there is someone else's, left as it is
+            self.error = "the file exists already, and is left as it is (a progress file is always a new one)"
         self.model = None
         self.index = self.count = 0
         self.size = 0
@@ -83,13 +87,15 @@ class ProgressFile(object):
             with os.fdopen(fd, "w") as f:
                 f.write(data)
             os.rename(tmp, self.path)
+            self.written = True
         except (OSError, IOError) as exc:
             self.error = str(exc)
             if tmp:
                 _unlink(tmp)
 
     def close(self):
-        _unlink(self.path)
+        if self.written:
+            _unlink(self.path)
 
 
 def _unlink(path):

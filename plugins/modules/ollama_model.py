@@ -118,18 +118,20 @@ options:
       - At most 10.
     type: int
     default: 5
-  progress_file:
+  _progress_file:
     description:
-      - File on the managed host where the module keeps the state of the pull in progress (JSON, replaced about
-        once a second, mode 0600, removed when the module ends).
-      - Set by the collection's action plugin, which reads it to show the progress; leave it unset.
+      - Internal, set by the collection's action plugin on every run; a value given in a task is dropped with a
+        warning.
+      - The file on the managed host where the module keeps the state of the pull in progress, for the action plugin
+        to show.
     type: path
-  registry_unread:
+    version_added: 0.3.0
+  _registry_unread:
     description:
-      - Models (as given) whose registry this host could not read, each with the reason, found by the check-mode
-        run that the collection's action plugin makes first. The module warns with that reason and leaves their
-        pulls to the server without reading the registry again, so a slow registry costs one O(timeout), not two.
-      - Set by the collection's action plugin; leave it unset.
+      - Internal, set by the collection's action plugin on every run; a value given in a task is dropped with a
+        warning.
+      - The models whose registry the check-mode run just before could not read, with the reasons, so that a slow
+        registry costs one O(timeout), not two.
     type: dict
     version_added: 0.3.0
   keep_alive:
@@ -167,6 +169,15 @@ options:
       - Defaults to E(OLLAMA_MODELS), else C(/usr/share/ollama/.ollama/models) when it exists.
     type: path
     version_added: 0.2.0
+  noprune:
+    description:
+      - When a pinned model's locked manifest is put in place (see O(models_dir)), keep the blobs of the manifest it
+        replaces that no model uses any more, as the server's own pull keeps them when it runs with
+        E(OLLAMA_NOPRUNE) set. Give the server's setting (the P(llmops.ollama.models#role) role passes the
+        P(llmops.ollama.server#role) role's C(ollama_server_noprune)).
+    type: bool
+    default: false
+    version_added: 0.3.0
 seealso:
   - module: llmops.ollama.ollama_facts
 notes:
@@ -438,9 +449,9 @@ def plain_http_refusal(given):
 
 def read_remote(module, registry, given, stored, state, warnings):
     """The registry's (digest, manifest) of a model to pull, or None where this host cannot read it and a real run
-    leaves it to the server (state present). The reason the check-mode run just before gave (registry_unread) is
+    leaves it to the server (state present). The reason the check-mode run just before gave (_registry_unread) is
     taken instead of waiting for the same registry a second time."""
-    unread = (module.params["registry_unread"] or {}).get(given) if state == "present" else None
+    unread = (module.params["_registry_unread"] or {}).get(given) if state == "present" else None
     if unread is None:
         try:
             return registry.manifest(stored, module.params["insecure"])
@@ -570,7 +581,8 @@ def run_steps(module, client, registry, steps, failures, progress=None):
                 models_dir = module.params["models_dir"] or default_models_dir()
                 try:
                     fetched = install_by_digest(client, registry, step["parsed_stored"], step["raw"],
-                                                step["manifest"], models_dir, module.params["insecure"])
+                                                step["manifest"], models_dir, module.params["insecure"],
+                                                noprune=module.params["noprune"])
                 except (IOError, OSError) as exc:
                     raise OllamaError("putting the locked manifest of '%s' into the server's store %s failed: %s "
                                       "(check the disk, and that models_dir is the server's OLLAMA_MODELS)"
@@ -697,11 +709,14 @@ def main():
         allow_purge_all=dict(type="bool", default=False),
         fit_check=dict(type="str", default="warn", choices=["fail", "warn", "off"]),
         progress_interval=dict(type="int", default=5),
-        progress_file=dict(type="path"),
-        registry_unread=dict(type="dict"),
+        # set by the collection's action plugin only (plugins/action/ollama_model.py): the file where the module keeps
+        # the state of its pull for the controller to read, and what the check-mode run just before could not read
+        _progress_file=dict(type="path"),
+        _registry_unread=dict(type="dict"),
         keep_alive=dict(type="raw"),
         lock=dict(type="dict"),
         models_dir=dict(type="path"),
+        noprune=dict(type="bool", default=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            mutually_exclusive=[("name", "models")], required_one_of=[("name", "models")])
@@ -735,14 +750,14 @@ def main():
     before = index.listed()
     after = predicted(before, steps)
     failures = []
-    progress = ProgressFile(module.params["progress_file"]) if module.params["progress_file"] else None
+    progress = ProgressFile(module.params["_progress_file"]) if module.params["_progress_file"] else None
     try:
         run_steps(module, client, registry, steps, failures, progress)
     finally:
         if progress is not None:
             progress.close()
     if progress is not None and progress.error:
-        module.warn("could not write the pull's progress to %s: %s" % (module.params["progress_file"], progress.error))
+        module.warn("could not write the pull's progress to %s: %s" % (module.params["_progress_file"], progress.error))
 
     if not module.check_mode and any(s["changed"] or s.get("error") for s in steps):
         try:

@@ -46,6 +46,11 @@ PLAY = """---
         progress_interval: "{{ interval | default(omit) }}"
 """
 
+# the module's internal options, which only the action plugin sets, set by hand
+BY_HAND_PLAY = PLAY + """        _progress_file: "{{ progress_file }}"
+        _registry_unread: "{{ {model: 'made up by hand'} }}"
+"""
+
 
 def size_of(text):
     number, unit = text.split()
@@ -242,3 +247,28 @@ def test_a_failing_pull_fails_with_the_modules_message(server, big, registry, th
     (_host, failure), = faults.failed_results(text)
     assert failure["msg"].startswith("model '%s' is not in its registry" % missing), failure["msg"]
     assert "async" not in failure["msg"].lower() and "Traceback" not in text, text
+
+
+def test_internal_options_set_by_hand_are_ignored(big, tmp_path):
+    """_progress_file and _registry_unread are the action plugin's: a task that sets them gets a warning, the pull
+    runs as without them (its own progress file, the registry read), and the file named is left as it was."""
+    name, digest, _size = big
+    kept = tmp_path / "not-a-progress-file.txt"
+    kept.write_text("keep")
+    play = tmp_path / "by-hand.yml"
+    play.write_text(BY_HAND_PLAY)
+    jobs_before = async_dir_files()
+    with OllamaServer() as srv:
+        run = Run(play, dict(url=srv.url, model=name, interval=1, progress_file=str(kept))).finish()
+        assert run.rc == 0 and run.recap()["changed"] == 1, run.output
+        assert tags(srv)[name] == digest
+        check = Run(play, dict(url=srv.url, model=name, progress_file=str(kept)), args=["--check"]).finish()
+        assert check.rc == 0 and check.recap()["changed"] == 0, check.output
+    text = " ".join(" ".join(line for _t, line in run.lines).split())  # warnings may be wrapped before 2.19
+    assert "ollama_model: _progress_file, _registry_unread: set by the collection's action plugin only, not by a " \
+           "task; ignored" in text, run.output
+    assert "made up by hand" not in text and "could not read the registry" not in text, run.output
+    assert [line for _t, line in run.lines if PULLED.match(line)], run.output
+    assert kept.read_text() == "keep" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "by-hand.yml", "not-a-progress-file.txt"]
+    assert async_dir_files() == jobs_before

@@ -81,6 +81,27 @@ def test_an_unwritable_place_does_not_fail_the_pull(tmp_path):
     assert "No such file" in progress.error
 
 
+def test_a_file_already_there_is_neither_replaced_nor_removed(tmp_path):
+    """The action plugin's _progress_file is a new name each run; one given by hand may name any file."""
+    path = tmp_path / "someone-elses.txt"
+    path.write_text("keep")
+    progress = ProgressFile(str(path), Clock())
+    progress.start("m", 1, 1, 100)
+    progress({"digest": "sha256:x", "total": 100, "completed": 50})
+    progress.close()
+    assert path.read_text() == "keep" and os.listdir(str(tmp_path)) == ["someone-elses.txt"]
+    assert progress.error == "the file exists already, and is left as it is (a progress file is always a new one)"
+
+
+def test_nothing_written_nothing_removed(tmp_path):
+    """In check mode nothing is pulled, so nothing is written, and close() removes nothing either."""
+    path = str(tmp_path / "p.json")
+    progress = ProgressFile(path, Clock())
+    open(path, "w").close()  # made by someone else after the module started
+    progress.close()
+    assert os.path.exists(path) and progress.error is None
+
+
 def test_lines():
     assert human_bytes(512) == "512 B" and human_bytes(1234567) == "1.2 MB" and human_bytes(2.7e9) == "2.7 GB"
     assert duration(31) == "0:31" and duration(725) == "12:05" and duration(3723) == "1:02:03"
