@@ -177,12 +177,13 @@ def _kind(value):
     return {list: "a list", str: "a string", type(None): "nothing", bool: "a boolean"}.get(type(value), "a number")
 
 
-def install_by_digest(client, registry, name, raw, manifest, models_dir, insecure=False):
+def install_by_digest(client, registry, name, raw, manifest, models_dir, insecure=False, noprune=False):
     """Put the manifest `raw` (fetched by digest) and its blobs on the server whose store is `models_dir` on this
     host, as ollama_import does from a bundle: each blob the server lacks is fetched from the registry into a staging
     file next to the store (verified by its sha256), uploaded through the server's API (which verifies it again),
     then the manifest is written last, atomically, with the registry's exact bytes. Blobs of the replaced manifest
-    that no model uses any more are removed, as a pull removes them. Returns the bytes fetched.
+    that no model uses any more are removed, as a pull removes them, unless `noprune` (the server runs with
+    OLLAMA_NOPRUNE set, and its own pulls keep them). Returns the bytes fetched.
 
     Raises OllamaError (registry, server) or OSError (the disk)."""
     fetched = 0
@@ -198,7 +199,7 @@ def install_by_digest(client, registry, name, raw, manifest, models_dir, insecur
         existing = find_manifest(models_dir, name)
         replaced = old_blobs(existing) if existing else []
         atomic_write(existing or manifest_path(models_dir, name), raw, owner_of=models_dir)
-        if replaced:
+        if replaced and not noprune:
             prune_layers(models_dir, replaced)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

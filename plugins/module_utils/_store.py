@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import pwd
+import re
 import tempfile
 
 from ansible_collections.llmops.ollama.plugins.module_utils._manifest import (
@@ -25,6 +26,8 @@ from ansible_collections.llmops.ollama.plugins.module_utils._manifest import (
     parse,
 )
 from ansible_collections.llmops.ollama.plugins.module_utils._names import InvalidModelName, parse_listed_name
+
+BLOB_FILE = re.compile(r"^sha256-[0-9a-fA-F]{64}$")  # a blob's file name in a store or bundle
 
 
 def default_models_dir():
@@ -144,6 +147,15 @@ def stored_manifests(root):
     return found
 
 
+def index_entry(raw):
+    """The index entry of the manifest bytes `raw`: {digest, size, blobs, manifest}; InvalidManifest or UnicodeError
+    for a manifest Ollama would refuse."""
+    digest, manifest = parse(raw)
+    text = raw.decode("utf-8")
+    walked = blobs(manifest)
+    return dict(digest=digest, blobs=[d for d, _s in walked], manifest=text, size=sum(s for _d, s in walked))
+
+
 def bundle_index(root):
     """What a store or bundle holds: {"models": {short name: {digest, size, blobs, manifest}}}.
 
@@ -154,15 +166,41 @@ def bundle_index(root):
     for name, path in stored_manifests(root):
         try:
             with open(path, "rb") as f:
-                raw = f.read()
-            digest, manifest = parse(raw)
-            text = raw.decode("utf-8")
+                models[name.short] = index_entry(f.read())
         except (InvalidManifest, OSError, UnicodeError):
             continue
-        walked = blobs(manifest)
-        models[name.short] = dict(digest=digest, blobs=[d for d, _s in walked], manifest=text,
-                                  size=sum(s for _d, s in walked))
     return dict(models=models)
+
+
+def listed_name(root, path):
+    """The short name Ollama lists the manifest file `path` under `root` as (see stored_manifests), or None when it
+    would not list it."""
+    parts = os.path.relpath(path, os.path.join(root, "manifests")).split(os.sep)
+    if len(parts) != 4:
+        return None
+    try:
+        name = parse_listed_name("%s/%s/%s:%s" % tuple(parts))
+    except InvalidModelName:
+        return None
+    return name.short if (name.host, name.namespace, name.model, name.tag) == tuple(parts) else None
+
+
+def unused_blobs(root, used):
+    """[(digest, size)] of the blob files under `root` whose digest is not in `used` (digests as manifests give
+    them), sorted. Only files named as blobs are looked at (not .partial files, nor stray ones)."""
+    used = set(d.replace(":", "-") for d in used)
+    folder = os.path.join(root, "blobs")
+    try:
+        names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        path = os.path.join(folder, name)
+        if name in used or not BLOB_FILE.match(name) or not os.path.isfile(path):
+            continue
+        found.append((name.replace("-", ":", 1), os.path.getsize(path)))
+    return found
 
 
 def prune_layers(models_dir, replaced):

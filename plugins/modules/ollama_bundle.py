@@ -22,6 +22,8 @@ description:
   - Blobs are written to C(.partial) files and renamed only when complete and verified; the manifest is written last.
     An interrupted run leaves the bundle consistent and the next run finishes it.
   - Manifests are checked as Ollama checks them (every digest C(sha256:<64 hex>)) before anything is written.
+  - When a model is updated (V(latest), or a new C(digest)) or removed, the blobs that no manifest in the bundle uses
+    any more are removed (RV(pruned)), so the bundle does not grow with every new build.
 requirements:
   - Python 3.9 or newer where it runs (usually the controller); nothing else to install.
   - HTTPS (or, with O(insecure), HTTP) access from there to the models' registries, and room in O(path) for the models.
@@ -32,11 +34,11 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Reads the registry's manifests to report what would be downloaded, and whether the index would be
-      rewritten; writes nothing.
+    details: Reads the registry's manifests to report what would be downloaded, the blobs that would be pruned and
+      the index a real run writes (RV(index_content)); writes nothing.
   diff_mode:
     support: full
-    details: The bundle's model list before and after.
+    details: The bundle's model list before and after, and the blobs pruned (listed before only).
   idempotent:
     support: full
 options:
@@ -132,6 +134,29 @@ index:
   description: Path of the bundle's C(index.json).
   returned: always
   type: str
+index_content:
+  description:
+    - What the bundle's C(index.json) holds after the task (in check mode, what it would hold once the models are
+      fetched), for the O(llmops.ollama.ollama_import#module:index) option of M(llmops.ollama.ollama_import).
+    - In check mode a model still to be fetched is in it, so the import can be planned before the bundle has it.
+  returned: always
+  type: dict
+  sample: {"models": {"registry.ollama.ai/library/llama3.2:3b": {"digest": "a80c4f17...", "size": 2019393189,
+           "blobs": ["sha256:dde5aa3f..."], "manifest": "{\"schemaVersion\":2,...}"}}}
+pruned:
+  description:
+    - Blobs removed from the bundle (in check mode, that would be) because no manifest in it uses them any more,
+      after a model was updated or removed.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    digest:
+      description: The blob's digest, C(sha256:<hex>).
+      type: str
+    size:
+      description: Its bytes.
+      type: int
 """
 
 import json
@@ -155,9 +180,12 @@ from ansible_collections.llmops.ollama.plugins.module_utils._store import (
     blob_path,
     bundle_index,
     find_manifest,
+    index_entry,
+    listed_name,
     manifest_path,
     read_manifest,
     sha256_file,
+    unused_blobs,
 )
 
 VERIFIED = ".verified.json"  # blobs whose sha256 was checked, with the file state it was checked in
@@ -267,18 +295,32 @@ def missing_bytes(store, manifest, planned):
     return total
 
 
-def prune_blobs(root):
-    """Remove blobs no manifest in the bundle refers to; returns how many."""
+def unused(root, index):
+    """[(digest, size)] of the bundle's blobs that no manifest of `index` uses."""
     used = set()
-    for entry in bundle_index(root)["models"].values():
-        used.update(d.replace(":", "-") for d in entry["blobs"])
-    removed = 0
-    blobs_dir = os.path.join(root, "blobs")
-    for name in os.listdir(blobs_dir) if os.path.isdir(blobs_dir) else []:
-        if name not in used and os.path.isfile(os.path.join(blobs_dir, name)):
-            os.unlink(os.path.join(blobs_dir, name))
-            removed += 1
-    return removed
+    for entry in index["models"].values():
+        used.update(entry["blobs"])
+    return unused_blobs(root, used)
+
+
+def planned_index(root, changes):
+    """The index a real run writes: the bundle's as it is, with `changes` ({listed name: entry, or None for a
+    manifest removed}) applied. What check mode reports, without writing anything."""
+    index = bundle_index(root) if os.path.isdir(root) else dict(models={})
+    for key, entry in changes.items():
+        if entry is None:
+            index["models"].pop(key, None)
+        else:
+            index["models"][key] = entry
+    return index
+
+
+def planned_entry(raw):
+    """The index entry of the manifest `raw` once written; None where the index would leave it out."""
+    try:
+        return index_entry(raw)
+    except (InvalidManifest, UnicodeError):
+        return None
 
 
 def local_manifest(root, name):
@@ -294,8 +336,8 @@ def local_manifest(root, name):
     return path, digest, manifest
 
 
-def index_text(root):
-    return json.dumps(bundle_index(root), indent=1, sort_keys=True).encode("utf-8")
+def index_text(index):
+    return json.dumps(index, indent=1, sort_keys=True).encode("utf-8")
 
 
 def main():
@@ -331,6 +373,7 @@ def main():
         module.fail_json(msg="reading the bundle at %s failed: %s (check its permissions)" % (root, exc))
     store = Blobs(root)
     results, planned = [], set()
+    changes = {}  # listed name -> the index entry this run writes (None: removed), for check mode's index
     for given, name, state in wanted:
         result = dict(name=given, model=name.short, state=state, action="none", digest=None, size=None, bytes=0)
         results.append(result)
@@ -340,6 +383,7 @@ def main():
             if state == "absent":
                 if local:
                     result.update(action="removed", digest=None)
+                    changes[listed_name(root, local)] = None
                     if not module.check_mode:
                         os.unlink(local)
                 continue
@@ -371,6 +415,8 @@ def main():
             walked = manifest_blobs(remote)
             result.update(action="updated" if manifest else "fetched", digest=remote_digest,
                           size=sum(s for _d, s in walked), bytes=missing_bytes(store, remote, planned))
+            target = local or manifest_path(root, name)
+            changes[listed_name(root, target)] = planned_entry(raw)
             if module.check_mode:
                 continue
             os.makedirs(os.path.join(root, "blobs"), exist_ok=True)
@@ -378,7 +424,6 @@ def main():
                 if not store.good(blob_digest, size):
                     registry.fetch_blob(name, blob_digest, blob_path(root, blob_digest), insecure)
                     store.fetched(blob_digest)
-            target = local or manifest_path(root, name)
             atomic_write(target, raw)
         except OllamaNotFound as exc:
             module.fail_json(msg="model '%s' is not in its registry (%s)" % (given, exc.msg), models=results)
@@ -388,32 +433,42 @@ def main():
         except (IOError, OSError) as exc:
             module.fail_json(msg="writing the bundle at %s failed: %s (check the disk and permissions)" % (root, exc),
                              models=results)
+    changes.pop(None, None)  # a manifest Ollama would not list is not in the index either
     total = sum(r["bytes"] for r in results)
     changed = any(r["action"] != "none" for r in results)
+    # a build replaced or a model removed leaves blobs no manifest uses: they go, as Ollama's own pull removes them
+    prune = any(r["action"] in ("updated", "removed") for r in results)
     index_path = os.path.join(root, "index.json")
     try:
         old = open(index_path, "rb").read() if os.path.isfile(index_path) else None
         if module.check_mode:
-            # nothing is fetched: the index a real run writes differs from the one there at least when it is missing
-            # or stale for the models the bundle has now
-            changed = changed or not os.path.isdir(root) or index_text(root) != old
+            index = planned_index(root, changes)
+            pruned = unused(root, index) if prune else []
         else:
             os.makedirs(root, exist_ok=True)
-            if any(r["action"] == "removed" for r in results):
-                prune_blobs(root)
-            text = index_text(root)
-            if text != old:
+            index = bundle_index(root)
+            pruned = unused(root, index) if prune else []
+            for digest, _size in pruned:
+                os.unlink(blob_path(root, digest))
+        text = index_text(index)
+        if text != old:
+            changed = True
+            if not module.check_mode:
                 atomic_write(index_path, text)
-                changed = True
+        changed = changed or bool(pruned)
+        if not module.check_mode:
             store.save()
     except (IOError, OSError) as exc:
         module.fail_json(msg="writing the bundle index at %s failed: %s" % (index_path, exc), models=results)
     after = set(before)
     after.difference_update(r["model"] for r in results if r["action"] == "removed")
     after.update(r["model"] for r in results if r["action"] in ("fetched", "updated"))
-    result = dict(changed=changed, models=results, bytes=total, index=index_path)
+    result = dict(changed=changed, models=results, bytes=total, index=index_path, index_content=index,
+                  pruned=[dict(digest=d, size=s) for d, s in pruned])
     if module._diff:
-        result["diff"] = dict(before="".join(m + "\n" for m in before), after="".join(m + "\n" for m in sorted(after)))
+        result["diff"] = dict(before="".join(m + "\n" for m in before)
+                              + "".join("blobs/%s\n" % d.replace(":", "-") for d, _s in pruned),
+                              after="".join(m + "\n" for m in sorted(after)))
     module.exit_json(**result)
 
 

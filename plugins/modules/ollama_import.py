@@ -16,6 +16,9 @@ description:
     for hosts that cannot (or should not) reach a registry.
   - In check mode it reports which blobs the server lacks (RV(missing_blobs)); copy those from the bundle into
     O(staging_dir) and run it again to import them. The P(llmops.ollama.models#role) role does both steps.
+  - A staged blob is used only when its sha256 is its digest. A damaged one is listed in RV(missing_blobs) again (so
+    it is copied again), and a run that finds one removes it and fails saying so; from O(bundle_url) it is fetched
+    again.
   - Blobs are uploaded through the server's own API, which verifies each sha256 before keeping it; the manifest is
     written last, atomically, with the bundle's exact bytes, so the server lists the model (same digest as a pull
     from the registry) without a restart. An interrupted import leaves no half-written model.
@@ -54,7 +57,9 @@ options:
     required: true
   index:
     description:
-      - The bundle's C(index.json), as a dictionary (read it on the controller).
+      - The bundle's C(index.json), as a dictionary (read it on the controller), or the
+        RV(llmops.ollama.ollama_bundle#module:index_content) M(llmops.ollama.ollama_bundle) returns (in check mode, the
+        index it would write, with the models it would fetch).
       - Every entry is checked before anything is done; an entry whose digest is not the sha256 of its manifest, or
         whose manifest Ollama would refuse, fails the task.
     type: dict
@@ -77,10 +82,18 @@ options:
       - The server's model store (E(OLLAMA_MODELS)) on this host, where the manifest is written.
       - Defaults to E(OLLAMA_MODELS), else C(/usr/share/ollama/.ollama/models) when it exists.
     type: path
+  noprune:
+    description:
+      - Keep the blobs of a replaced manifest that no model uses any more, as the server's own pull keeps them when
+        it runs with E(OLLAMA_NOPRUNE) set. Give the server's setting (the P(llmops.ollama.models#role) role passes the
+        P(llmops.ollama.server#role) role's C(ollama_server_noprune)).
+    type: bool
+    default: false
+    version_added: 0.3.0
 notes:
   - Must run on the server's host, as root or the service user, since the manifest is written into its store.
   - When a model is replaced (V(latest)), the blobs of its old manifest that no other model uses are removed from
-    the store, as the server's own pull removes them.
+    the store, as the server's own pull removes them, unless O(noprune) is set.
 """
 
 EXAMPLES = r"""
@@ -129,7 +142,9 @@ models:
       description: Digest the server has after the task (the bundle's).
       type: str
 missing_blobs:
-  description: Blobs the server lacks and that are not staged yet (digest and size), for the models to import.
+  description:
+    - Blobs the server lacks and that are not staged yet, or staged damaged (digest and size), for the models to
+      import.
   returned: always
   type: list
   elements: dict
@@ -169,6 +184,7 @@ from ansible_collections.llmops.ollama.plugins.module_utils._store import (
     manifest_path,
     old_blobs,
     prune_layers,
+    sha256_file,
 )
 
 
@@ -226,6 +242,7 @@ def main():
         staging_dir=dict(type="path", default="/var/tmp/ollama-bundle"),
         bundle_url=dict(type="str"),
         models_dir=dict(type="path"),
+        noprune=dict(type="bool", default=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     staging = module.params["staging_dir"]
@@ -285,7 +302,15 @@ def main():
     def staged(digest):
         return os.path.join(staging, check_digest(digest).replace(":", "-"))
 
-    missing_blobs = [dict(digest=d, size=size) for d, size in missing.items() if not os.path.isfile(staged(d))]
+    def staged_whole(digest, size):
+        """Whether the staged file of `digest` is that blob (its size, then its sha256)."""
+        path = staged(digest)
+        try:
+            return os.path.getsize(path) == size and "sha256:" + sha256_file(path) == digest.lower()
+        except (IOError, OSError):
+            return False
+
+    missing_blobs = [dict(digest=d, size=size) for d, size in missing.items() if not staged_whole(d, size)]
     changed = any(s["action"] != "none" for s, _n, _e in steps)
     uploaded = 0
     if not module.check_mode and changed:
@@ -300,6 +325,18 @@ def main():
             module.fail_json(msg="fetching blobs from the bundle at %s: %s" % (redact(seed), exc.msg))
         except (IOError, OSError) as exc:
             module.fail_json(msg="staging blobs in %s failed: %s (check the disk)" % (staging, exc))
+        damaged = [b for b in missing_blobs if os.path.isfile(staged(b["digest"]))]
+        for blob in damaged:
+            try:
+                os.unlink(staged(blob["digest"]))  # so that the next run copies it again
+            except OSError:
+                pass
+        if damaged:
+            module.fail_json(msg="%d staged blob(s) in %s are damaged (their sha256 is not their digest): %s; they "
+                                 "were removed. Check the bundle (llmops.ollama.ollama_bundle fetches a damaged blob "
+                                 "again) and copy them again" % (len(damaged), staging,
+                                                                 ", ".join(b["digest"] for b in damaged)),
+                             missing_blobs=missing_blobs)
         if missing_blobs:
             module.fail_json(msg="%d blob(s) are neither on the server nor staged in %s: copy them from the bundle "
                                  "first (run this module in check mode to list them)" % (len(missing_blobs), staging),
@@ -318,7 +355,7 @@ def main():
                     replaced.extend(old_blobs(existing))
                 target = existing or manifest_path(models_dir, name)
                 atomic_write(target, entry["manifest"].encode("utf-8"), owner_of=models_dir)
-            if replaced:
+            if replaced and not module.params["noprune"]:
                 prune_layers(models_dir, replaced)
             now = client.models()
         except OllamaError as exc:
