@@ -36,12 +36,27 @@ def server_state(lab, host):
                 models=sorted(m["name"] for m in lab.api(host, "/api/tags")["models"]))
 
 
+# What the roles could write on a host: each path with its mode, owner and group, and each file's size and time
+# (Ansible's own temporary folder left out, which also changes the time of /root), as one digest per host.
+TREE = ("find /etc /opt /usr/local /usr/share /var/cache /root /home -xdev -path /root/.ansible -prune"
+        " -o -type d -printf '%p %m %u %g\\n' -o -printf '%p %m %u %g %s %T@\\n' 2>/dev/null | sort | sha256sum")
+
+
 @pytest.fixture(scope="module")
 def converged(lab):
+    """The site on bare hosts: first a preview (check mode, as docs/awx.md recommends for a first job), then the run."""
     lab.fresh(SITE)
+    before = dict((host, lab.ssh(host, TREE)) for host in SITE)
+    preview = lab.playbook("site.yml", limit=LIMIT, check=True, diff=True)
+    record("check mode of site.yml on %d bare hosts: %.1fs, changed=%s" % (len(SITE), preview.seconds,
+                                                                           preview.changed()))
+    assert preview.rc == 0, preview.output[-5000:]
+    assert all(preview.changed()[host] > 0 for host in SITE), preview.changed()
+    assert dict((host, lab.ssh(host, TREE)) for host in SITE) == before, "check mode changed a bare host"
     run = lab.playbook("site.yml", limit=LIMIT)
     record("converge site.yml on %d bare hosts: %.1fs, changed=%s" % (len(SITE), run.seconds, run.changed()))
     assert run.rc == 0, run.output[-5000:]
+    assert all(run.changed()[host] > 0 for host in SITE), run.changed()
     return run
 
 
