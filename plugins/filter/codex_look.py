@@ -52,7 +52,7 @@ def _unanswered(read, server_context_length, base_instructions):
 
 
 def codex_look(result, server="", catalog="", policy="", policy_set=False, marker="", server_context_length=None,
-               base_instructions="", read_instead=None):
+               base_instructions="", read_instead=None, catalog_file=None):
     """What the look found, for the role: {looked, drift, accounts, catalog_read, model_answers, catalog,
     catalog_text, catalog_in_use, catalog_exists, catalog_error}. When the look did not answer: {looked: false},
     or, given what was read instead (read_instead), every part differing and the catalog from what was read."""
@@ -81,7 +81,7 @@ def codex_look(result, server="", catalog="", policy="", policy_set=False, marke
         drift.setdefault("sysdir", []).append("the catalog is not written on this run")
     if catalog and read:
         if in_use and (written.get("text") != fields["catalog_text"]
-                       or [written.get(k) for k in ("owner", "group", "mode")] != ["root", "root", "0644"]):
+                       or any(str(value) != str(written.get(key)) for key, value in (catalog_file or {}).items())):
             drift.setdefault("catalog", []).append("%s: differs from the server's models" % catalog)
         elif not in_use and exists:
             drift.setdefault("catalog", []).append("%s: the server has no model Codex can use" % catalog)

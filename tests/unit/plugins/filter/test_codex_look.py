@@ -27,7 +27,8 @@ def result(shows=None, catalog_text=None, drift=None, policy_text=None, error=No
 
 
 def look(res, **kw):
-    args = dict(server=SERVER, catalog=CATALOG, policy=POLICY, marker=MARKER)
+    args = dict(server=SERVER, catalog=CATALOG, policy=POLICY, marker=MARKER,
+                catalog_file={"owner": "root", "group": "root", "mode": "0644"})
     args.update(kw)
     return codex_look(res, **args)
 
