@@ -302,6 +302,32 @@ def test_exposed_server_is_refused(lab, client, token):
     assert "0.0.0.0:11434" not in lab.ssh(SERVER, "ss -Htln")  # refused before the server role ran
 
 
+def test_a_site_that_cannot_be_written_leaves_the_working_one(lab, client, token):
+    """A full disk where the site lives (a small tmpfs over nginx's conf.d, filled, holding the working site) while a
+    new token is added: the write fails, the working site stays as it was and nginx keeps serving it, and the role
+    says the site could not be written. Before the fix the role's rescue removed the working site (it took the
+    failed write for a site that was new) and said nginx had refused the configuration."""
+    conf_d = str(Path(CONF).parent)
+    before = lab.ssh(SERVER, "sha256sum %s" % CONF)
+    lab.ssh(SERVER, "cp -a %s /tmp/conf.d.saved && mount -t tmpfs -o size=64k,mode=0755 tmpfs %s && cp -a"
+                    " /tmp/conf.d.saved/. %s/ && (dd if=/dev/zero of=%s/fill bs=4k 2>/dev/null || true)"
+            % (conf_d, conf_d, conf_d, conf_d))
+    try:
+        more = [{"name": "workstations", "token": token}, {"name": "ci", "token": secrets.token_urlsafe(32)}]
+        run = lab.playbook(PROXY_ONLY, limit=SERVER, extra_vars={"ollama_proxy_tokens": more})
+        assert run.rc != 0, run.output[-3000:]
+        assert lab.ssh(SERVER, "sha256sum %s" % CONF, check=False) == before
+        assert "The proxy's site could not be written to %s" % CONF in run.output, run.output[-3000:]
+        assert "nginx refused" not in run.output
+        assert lab.ssh(SERVER, "ls %s" % conf_d).split() == ["fill", Path(CONF).name]  # no backup left behind
+        assert curl(lab, "/api/version", token=token)[0] == "200"
+    finally:
+        lab.ssh(SERVER, "umount %s && rm -rf /tmp/conf.d.saved" % conf_d)
+    assert lab.ssh(SERVER, "sha256sum %s" % CONF) == before
+    run = lab.playbook(PROXY_ONLY, limit=SERVER)
+    assert run.rc == 0 and run.changed() == {SERVER: 0}, run.output[-3000:]
+
+
 def test_provided_certificate_and_a_new_token(lab, client, token, tmp_path):
     """A certificate from the site's own CA replaces the generated one; a second holder (admin) gets access and
     manages models from the controller with the modules; then back to the generated certificate."""
