@@ -40,15 +40,17 @@ def tasks_run(run, host):
     return names
 
 
-def check_then_repair(lab, playbook, host, limit=LIMIT, extra=None):
-    """Check mode, then the real run, then a run that must change nothing; returns the real run."""
+def check_then_repair(lab, playbook, hosts, limit=LIMIT, extra=None):
+    """Check mode, then the real run, then a run that must change nothing; returns the real run. `hosts` (a host or
+    a list) are the ones that drifted: they change, the others do not."""
+    hosts = [hosts] if isinstance(hosts, str) else hosts
     check = lab.playbook(playbook, limit=limit, extra_vars=extra, check=True)
     assert check.rc == 0, check.output[-4000:]
     run = lab.playbook(playbook, limit=limit, extra_vars=extra)
     assert run.rc == 0, run.output[-4000:]
-    others = dict((h, 0) for h in limit.split(",") if h != host)
-    assert run.changed()[host] > 0, run.output[-4000:]
-    assert dict((h, c) for h, c in run.changed().items() if h != host) == others, run.output[-4000:]
+    others = dict((h, 0) for h in limit.split(",") if h not in hosts)
+    assert all(run.changed()[host] > 0 for host in hosts), run.output[-4000:]
+    assert dict((h, c) for h, c in run.changed().items() if h not in hosts) == others, run.output[-4000:]
     # check mode names the hosts that change (a real run counts a few more steps: backups it removes after a restart)
     assert dict((h, c > 0) for h, c in check.changed().items()) == dict((h, c > 0) for h, c in run.changed().items()), \
         "check mode predicted %s, the run changed %s" % (check.changed(), run.changed())
@@ -90,19 +92,26 @@ def test_a_look_that_fails_runs_every_step_and_repairs_only_the_drift(site):
     assert again.rc == 0 and again.changed() == dict((h, 0) for h in SITE), again.output[-4000:]
 
 
-def test_edited_drop_in(site):
+def test_each_host_repairs_its_drifted_part_alone(site):
+    """One drift per host, at once: an edited drop-in (lab1), the proxy's site edited (lab2), a deleted model (lab3).
+    Check mode names the hosts, and each runs only the steps of its drifted part."""
+    tiny_1b = "%s/lab/tiny:1b" % site.site["registry"]
     site.ssh("lab1", "sed -i 's/OLLAMA_HOST=/OLLAMA_HOST=0.0.0.0:1/' %s" % ENV)
-    run = check_then_repair(site, "servers.yml", "lab1")
+    site.ssh("lab2", "sed -i 's/proxy_read_timeout [0-9]*s/proxy_read_timeout 1s/' %s" % PROXY_CONF)
+    site.ssh("lab3", "curl -fsS -X DELETE http://127.0.0.1:11434/api/delete -d '%s'" % json.dumps({"model": tiny_1b}))
+    proxy_before = site.ssh("lab2", "sha256sum %s" % PROXY_CONF)
+    run = check_then_repair(site, "servers.yml", SITE)
+
     ran = tasks_run(run, "lab1")
     assert SERVER_STEPS["config"] in ran and SERVER_STEPS["user"] not in ran and MODELS_STEP not in ran, ran
     assert "OLLAMA_HOST=127.0.0.1:11434" in site.ssh("lab1", "cat %s" % ENV)
     assert site.api("lab1", "/api/version")["version"]
 
+    ran = tasks_run(run, "lab2")
+    assert "Write the proxy's site (it holds the tokens)" in ran and "Install nginx from the distribution" not in ran
+    assert "Make the CA" not in ran and SERVER_STEPS["config"] not in ran and MODELS_STEP not in ran, ran
+    assert site.ssh("lab2", "sha256sum %s" % PROXY_CONF) != proxy_before
 
-def test_deleted_model(site):
-    tiny_1b = "%s/lab/tiny:1b" % site.site["registry"]
-    site.ssh("lab3", "curl -fsS -X DELETE http://127.0.0.1:11434/api/delete -d '%s'" % json.dumps({"model": tiny_1b}))
-    run = check_then_repair(site, "servers.yml", "lab3")
     ran = tasks_run(run, "lab3")
     assert MODELS_STEP in ran and not set(ran) & set(SERVER_STEPS.values()), ran
     assert tiny_1b in [m["name"] for m in site.api("lab3", "/api/tags")["models"]]
@@ -164,13 +173,3 @@ def test_edited_token_file(site, remote_client):
     assert "Write the system configuration" not in ran and "Trust the CA of the remote server" not in ran, ran
     assert site.ssh("lab1", "grep -c '^OLLAMA_REMOTE_TOKEN=%s$' /root/.codex/.env" % remote_client["codex_remote_token"]
                     ).strip() == "1"
-
-
-def test_edited_proxy_config(site):
-    site.ssh("lab2", "sed -i 's/proxy_read_timeout [0-9]*s/proxy_read_timeout 1s/' %s" % PROXY_CONF)
-    before = site.ssh("lab2", "sha256sum %s" % PROXY_CONF)
-    run = check_then_repair(site, "servers.yml", "lab2")
-    ran = tasks_run(run, "lab2")
-    assert "Write the proxy's site (it holds the tokens)" in ran and "Install nginx from the distribution" not in ran
-    assert "Make the CA" not in ran and SERVER_STEPS["config"] not in ran and MODELS_STEP not in ran, ran
-    assert site.ssh("lab2", "sha256sum %s" % PROXY_CONF) != before

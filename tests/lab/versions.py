@@ -49,6 +49,8 @@ ANSIBLE_CORE = (
 )
 ANSIBLE_CORE_MAIN = "2.19.14"
 # The integration tests of the roles (run where the row says "all"): the codex role (its files, policy and model
-# catalog, checked with the real Codex CLI) and the proxy role's validation.
+# catalog, checked with the real Codex CLI), the proxy role's validation and the models role's bundles (with two
+# tests of ollama_bundle's and ollama_model's pruning beside them).
 ROLE_TESTS = ("tests/integration/test_codex_role.py", "tests/integration/test_codex_policy.py",
-              "tests/integration/test_codex_catalog.py", "tests/integration/test_proxy_validate.py")
+              "tests/integration/test_codex_catalog.py", "tests/integration/test_proxy_validate.py",
+              "tests/integration/test_models_bundle.py")
