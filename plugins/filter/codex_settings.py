@@ -146,9 +146,9 @@ def _token_and_ca(s):
     if env_key and not ENV_NAME.match(env_key):
         return ("codex_env_key %s is not an environment variable name (letters, digits and _, not starting with a "
                 "digit)." % env_key)
-    if s["tokens_given"] and env_key.startswith("CODEX_"):
-        return ("codex_env_key %s starts with CODEX_: Codex does not read such variables from its .env file; pick "
-                "another name." % env_key)
+    if s["tokens_given"] and env_key.upper().startswith("CODEX_"):  # Codex compares the names upper-cased
+        return ("codex_env_key %s starts with CODEX_ (in any case): Codex does not read such variables from its .env "
+                "file; pick another name." % env_key)
     if auth and not remote:
         return "codex_remote_auth_command is given, but codex_provider is not remote."
     if auth and (s["tokens_given"] or s["env_key_given"]):

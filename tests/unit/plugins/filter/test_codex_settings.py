@@ -29,6 +29,9 @@ def test_good_settings_have_no_problem():
     (dict(extra_settings={"model_providers": {"x": {"base_url": "http://h:11434"}}}),
      "codex_extra_settings / codex_profiles: model_providers x: base_url must end in /v1"),
     (dict(env_key="CODEX_TOKEN"), "codex_env_key CODEX_TOKEN starts with CODEX_"),
+    # Codex drops a .env key whose upper-cased name starts with CODEX_: codex_tok is dropped as CODEX_TOKEN is
+    (dict(env_key="codex_tok"), "codex_env_key codex_tok starts with CODEX_ (in any case)"),
+    (dict(env_key="Codex_Token"), "codex_env_key Codex_Token starts with CODEX_ (in any case)"),
     (dict(auth={"command": "/bin/t", "args": None}, remote_token="", tokens_given=False, env_key=""),
      "codex_remote_auth_command args must be a list of strings"),
     (dict(auth={"command": "/bin/t", "timeout_ms": True}, remote_token="", tokens_given=False, env_key=""),
