@@ -381,6 +381,10 @@ def _start_host(h, lower, pubkey):
         p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
                              start_new_session=True, env=env, close_fds=True)
     (d / "pid").write_text("%d\n" % p.pid)
+    # Until the child has exec'd, its command line is Python's, and the host would look stopped (_nspawn_pid).
+    deadline = time.time() + 30
+    while p.poll() is None and not _is_our_nspawn(p.pid, name) and time.time() < deadline:
+        time.sleep(0.05)
 
 
 def ssh(h, *command, timeout=60, check=False):
@@ -406,7 +410,8 @@ def _wait_host(h):
     deadline = time.time() + BOOT_TIMEOUT
     while not _port_open(h["ip"]):
         if _nspawn_pid(h["name"]) is None:
-            raise LabError("%s stopped while booting; see %s" % (h["name"], _hdir(h["name"]) / "console.log"))
+            raise BootStopped("%s stopped while booting; its console's last lines:\n%s"
+                              % (h["name"], _console_tail(h["name"])))
         if time.time() > deadline:
             raise LabError("%s: sshd did not answer in %ds; see %s"
                            % (h["name"], BOOT_TIMEOUT, _hdir(h["name"]) / "console.log"))
@@ -423,6 +428,31 @@ def _wait_host(h):
         failed = ssh(h, "systemctl", "list-units", "--failed", "--plain", "--no-legend").stdout.split("\n")
         st += " (failed: %s)" % ", ".join(line.split()[0] for line in failed if line.strip())
     return st
+
+
+class BootStopped(LabError):
+    """A host's systemd-nspawn ended before the host answered."""
+
+
+def _console_tail(name, lines=15):
+    try:
+        text = (_hdir(name) / "console.log").read_text(errors="replace")
+    except OSError as e:
+        return "(no console log: %s)" % e
+    kept = [line.rstrip() for line in text.splitlines() if line.strip()]
+    return "\n".join("  " + line for line in kept[-lines:]) or "  (empty)"
+
+
+def _boot(h, lower, pubkey):
+    """Wait for a started host; a host whose nspawn ended while booting is started once more (a host stopped just
+    before can leave nspawn's locks and mounts behind for a moment on a loaded machine)."""
+    try:
+        return _wait_host(h)
+    except BootStopped as e:
+        log("%s; starting it once more" % e)
+        time.sleep(2)
+        _start_host(h, lower, pubkey)
+        return _wait_host(h)
 
 
 def _stop_host(name, quiet=False):
@@ -583,7 +613,7 @@ def up(n_hosts=3, releases=RELEASES):
         for h in todo:
             _start_host(h, lowers[h["release"]], pubkey)
         with concurrent.futures.ThreadPoolExecutor(min(len(todo), 16)) as pool:
-            futures = {h["name"]: pool.submit(_wait_host, h) for h in todo}
+            futures = {h["name"]: pool.submit(_boot, h, lowers[h["release"]], pubkey) for h in todo}
             errors = []
             for h in todo:
                 try:
