@@ -67,6 +67,8 @@ options:
         returned in RV(found); the part differs when one cannot be read).
       - C(read), a list of files whose text is returned in RV(found) (public files only, such as a CA certificate,
         or files whose wanted content the controller can only tell afterwards).
+      - C(always), a sentence: the part differs on every run, for that reason (a part whose steps check for
+        themselves each time, such as models copied from a bundle).
       - C(gpu), a dictionary with C(requirements) (as the requirements option of M(llmops.ollama.ollama_facts)); the
         part holds on a host without GPUs whose check against those requirements has no GPU or driver failure (a host
         with GPUs runs the GPU checks every time). The check's C(compute), C(summary) and C(problems) are in
@@ -173,7 +175,7 @@ from ansible_collections.llmops.ollama.plugins.module_utils._lock import Invalid
 from ansible_collections.llmops.ollama.plugins.module_utils._names import InvalidModelName, parse_model_list
 
 PATH_KEYS = ("path", "type", "sha256", "lines", "owner", "group", "mode", "target", "cert_valid_for")
-PART_KEYS = ("paths", "units", "users", "groups", "packages", "server", "gpu", "read")
+PART_KEYS = ("paths", "units", "users", "groups", "packages", "server", "gpu", "read", "always")
 TYPES = ("file", "directory", "link", "absent")
 
 
@@ -493,6 +495,8 @@ def check_gpu(reader, want, reasons):
 
 
 def check_part(reader, part, reasons):
+    if part.get("always"):
+        reasons.append(part["always"])
     for want in part.get("paths") or []:
         check_path(reader, want["path"], want, reasons)
     for want in part.get("units") or []:
@@ -588,6 +592,8 @@ def validate(parts):
             problem = validate_server(name, part["server"])
             if problem:
                 return problem
+        if part.get("always") is not None and not isinstance(part["always"], str):
+            return "parts: %s: always must be a sentence (why the part's steps run on every run)" % name
         if part.get("gpu") is not None and not (isinstance(part["gpu"], dict)
                                                 and isinstance(part["gpu"].get("requirements") or {}, dict)):
             return "parts: %s: gpu must be a dictionary, with requirements a dictionary" % name

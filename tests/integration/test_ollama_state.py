@@ -191,6 +191,13 @@ def test_each_models_show_answer_and_the_users_come_back_for_the_controller(serv
     assert drift["catalog"][0].startswith("server %s: could not reach the Ollama server" % closed), drift
 
 
+def test_a_part_that_differs_on_every_run_says_why_beside_what_else_differs(tmp_path):
+    reason = "a bundle's models are checked on every run"
+    drift = both_modes({"models": {"always": reason}, "cli": {"always": reason, "paths": [{"path": str(tmp_path / "x")}]},
+                        "none": {"always": ""}})
+    assert drift == {"models": [reason], "cli": [reason, "%s: missing, not a file" % (tmp_path / "x")]}, drift
+
+
 @pytest.mark.parametrize("parts, says", [
     ({"p": []}, "parts: p must be a dictionary of paths, units"),
     ({"p": {"files": []}}, "parts: p has unknown keys files; the keys are paths"),
@@ -210,6 +217,7 @@ def test_each_models_show_answer_and_the_users_come_back_for_the_controller(serv
     ({"p": {"groups": "ollama"}}, "parts: p: groups must be a list of names"),
     ({"p": {"read": [None]}}, "parts: p: read must be a list of names"),
     ({"p": {"gpu": ["nvidia"]}}, "parts: p: gpu must be a dictionary"),
+    ({"p": {"always": True}}, "parts: p: always must be a sentence"),
 ])
 def test_a_wanted_state_that_is_not_one_is_a_clear_failure(parts, says):
     code, result = run_module(ollama_state, dict(parts=parts))
