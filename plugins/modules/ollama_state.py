@@ -54,6 +54,10 @@ options:
         starting with the prefix has that sha256, without its line break) and C(cert_valid_for) (seconds the
         certificate in the file must stay valid); V(link) gives C(target); any type but V(absent) may give C(owner),
         C(group) (names; V(~) is the owner's primary group) and C(mode) (octal, as V("0644")). A path starting with C(~user/) is in that user's home.
+        C(under) (a directory, such as V(~user)) reads the path as M(llmops.ollama.user_file) writes it, from
+        there without following any link. A link on the way, a hard link, a FIFO, socket or device, or a directory
+        owned by another account than C(owner) or root, differs (the reason names it), and nothing is read through
+        it.
       - C(units), a list of systemd units, each C(name) with C(active) and C(enabled) (booleans).
       - C(users), a list of users, each C(name) with C(group), C(home), C(shell), C(comment), and C(groups)
         (supplementary groups the user must be in, among those the host has).
@@ -137,7 +141,7 @@ found:
     - What was read, by kind (C(paths), C(units), C(server), C(users)), for the messages and for facts the roles
       publish.
     - C(paths) entries hold C(type), C(owner), C(group), C(mode), C(target) and, for files a part lists in C(read),
-      C(text).
+      C(text); for a path read C(under) a directory, C(unsafe) says what was not gone through.
     - C(server) holds, by URL, the C(version), the C(models) the server lists and the C(error) reading it; with
       C(show), also C(show), each model's C(capabilities), C(details), C(parameters) and the C(model_info) keys that
       give its architecture and trained context length.
@@ -172,9 +176,10 @@ from ansible_collections.llmops.ollama.plugins.module_utils._registry_client imp
     registry_client_from_params,
 )
 from ansible_collections.llmops.ollama.plugins.module_utils._lock import InvalidLock, pins
+from ansible_collections.llmops.ollama.plugins.module_utils import _user_path as user_path
 from ansible_collections.llmops.ollama.plugins.module_utils._names import InvalidModelName, parse_model_list
 
-PATH_KEYS = ("path", "type", "sha256", "lines", "owner", "group", "mode", "target", "cert_valid_for")
+PATH_KEYS = ("path", "type", "sha256", "lines", "owner", "group", "mode", "target", "cert_valid_for", "under")
 PART_KEYS = ("paths", "units", "users", "groups", "packages", "server", "gpu", "read", "always")
 TYPES = ("file", "directory", "link", "absent")
 
@@ -215,9 +220,13 @@ class Reader(object):
                 self.accounts[name] = None
         return self.accounts[name]
 
-    def path(self, path):
-        if path in self.paths:
-            return self.paths[path]
+    def path(self, path, under=None, owner=None):
+        """What is at `path` (type, owner, group, mode, link target); with `under`, reached as user_file reaches it."""
+        if (path, under) in self.paths:
+            return self.paths[(path, under)]
+        if under is not None:
+            entry = self.paths[(path, under)] = self.walked(path, under, owner)
+            return entry
         real = self.expand(path)
         entry = dict(path=real)
         try:
@@ -234,11 +243,45 @@ class Reader(object):
             entry["mode"] = "%04o" % stat.S_IMODE(st.st_mode)
             if entry["type"] == "link":
                 entry["target"] = os.readlink(real)
-        self.paths[path] = entry
+        self.paths[(path, None)] = entry
         return entry
 
-    def content(self, path):
-        entry = self.path(path)
+    def walked(self, path, under, owner):
+        """A path in a user's directory, reached from `under` without following a link (module_utils/_user_path,
+        as user_file writes it): a link, hard link or special file on the way, or a directory of another account,
+        is `unsafe` (said to differ) and nothing is read through it. A regular file's content is read here."""
+        real, anchor = self.expand(path), self.expand(under)
+        entry = dict(path=real)
+        if real is None or anchor is None:
+            entry.update(path=None, type="absent")
+            return entry
+        user = str(owner) if owner is not None else (under[1:].split("/", 1)[0] if under.startswith("~") else "root")
+        account = self.account(user)
+        parent = None
+        try:
+            parent = user_path.walk(real, anchor, account["uid"] if account else 0, -1)
+            st = user_path.lstat(parent)
+            if st is None:
+                entry["type"] = "absent"
+                return entry
+            entry.update(user_path.attributes(st), type=user_path.type_name(st.st_mode))
+            if stat.S_ISLNK(st.st_mode):
+                entry["target"] = os.readlink(parent.name, dir_fd=parent.fd)
+            elif stat.S_ISREG(st.st_mode):
+                entry["bytes"] = user_path.read(parent)[1]
+            elif not stat.S_ISDIR(st.st_mode):
+                entry["unsafe"] = "%s is %s: nothing is read through it" % (real, user_path.kind(st.st_mode))
+        except user_path.Refused as exc:
+            entry["unsafe"] = "%s: nothing is read through it" % exc
+        except (IOError, OSError, ValueError) as exc:
+            entry["unsafe"] = "cannot be read (%s)" % exc
+        finally:
+            if parent is not None:
+                parent.close()
+        return entry
+
+    def content(self, path, under=None, owner=None):
+        entry = self.path(path, under, owner)
         if "bytes" not in entry:
             try:
                 with open(entry["path"], "rb") as f:
@@ -318,9 +361,13 @@ def _name(lookup, number, attr):
 
 def check_path(reader, path, want, reasons):
     kind = want.get("type", "file")
-    have = reader.path(path)
+    have = reader.path(path, want.get("under"), want.get("owner"))
     if have["path"] is None:
-        reasons.append("%s: the user %s does not exist" % (path, path[1:].split("/", 1)[0]))
+        missing = path if path.startswith("~") else want.get("under")
+        reasons.append("%s: the user %s does not exist" % (path, missing[1:].split("/", 1)[0]))
+        return
+    if have.get("unsafe"):
+        reasons.append("%s: %s" % (path, have["unsafe"]))
         return
     if kind == "absent":
         if have["type"] != "absent":
@@ -356,9 +403,10 @@ def check_path(reader, path, want, reasons):
 
 def check_content(reader, path, want, reasons):
     """The file's sha256, and the sha256 of the lines that start with each given prefix."""
-    data = reader.content(path)
+    data = reader.content(path, want.get("under"), want.get("owner"))
     if data is None:
-        reasons.append("%s: cannot be read (%s)" % (path, reader.path(path).get("error")))
+        reasons.append("%s: cannot be read (%s)" % (path, reader.path(path, want.get("under"), want.get("owner"))
+                                                    .get("error")))
         return
     if want.get("sha256") and hashlib.sha256(data).hexdigest() != want["sha256"].lower():
         reasons.append("%s: its content differs" % path)
@@ -535,7 +583,7 @@ def validate_path(name, want):
     where = "parts: %s: paths: %s: " % (name, want["path"])
     if set(want) - set(PATH_KEYS) or want.get("type", "file") not in TYPES:
         return where + "the keys are %s, and type is one of %s" % (", ".join(PATH_KEYS), ", ".join(TYPES))
-    for key in ("path", "sha256", "target", "owner", "group"):
+    for key in ("path", "sha256", "target", "owner", "group", "under"):
         if want.get(key) is not None and not isinstance(want[key], (str, int)):
             return where + "%s must be a string, not %s" % (key, type(want[key]).__name__)
     if want.get("mode") is not None:
@@ -644,7 +692,7 @@ def main():
     drift = compare(reader, module.params["parts"])
     by_role = dict((name, compare(reader, parts)) for name, parts in roles.items())
     found = dict(paths=dict((p, dict((k, v) for k, v in e.items() if k not in ("bytes", "error")))
-                            for p, e in reader.paths.items()),
+                            for (p, _under), e in reader.paths.items()),
                  units=reader.units,
                  server=dict((str(u), dict(version=e["version"], error=e["error"],
                                            models=e["index"].listed() if e["index"] is not None else [],
@@ -652,8 +700,8 @@ def main():
                              for u, e in reader.servers.items()),
                  users=reader.accounts,
                  gpu=reader.gpu)
-    for path, entry in reader.paths.items():
-        if "bytes" in entry and path in reader.read:
+    for (path, under), entry in reader.paths.items():
+        if "bytes" in entry and path in reader.read and under is None:
             found["paths"][path]["text"] = entry["bytes"].decode("utf-8", "replace") if entry["bytes"] is not None else None
     result = dict(changed=False, converged=not drift, drift=drift, found=found,
                   roles=dict((name, dict(drift=d, converged=not d)) for name, d in by_role.items()))

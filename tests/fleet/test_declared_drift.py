@@ -65,8 +65,9 @@ def path_kinds(item, read):
         kinds.append("chown")
     if kind == "file":
         kinds.append("delete")
-        # a link a user puts in place of a file in their own Codex home is theirs: the codex role leaves it alone and
-        # says so (tests/integration/test_codex_role.py shows that); elsewhere it is replaced
+        # a link a user puts in place of a file in their own Codex home is never written through: the codex role
+        # refuses it, names it and fails the host (tests/integration/test_codex_user_paths.py); elsewhere it is
+        # replaced
         if not item["path"].startswith("~"):
             kinds.append("symlink")
     return kinds
