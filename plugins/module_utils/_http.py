@@ -79,6 +79,26 @@ def check_timeout(value, option="timeout"):
     return value
 
 
+def ca_context(ca_path=None, ca_pem=None, option="bundle_ca_path"):
+    """A TLS client context that trusts the given CA only (a PEM file, or its PEM text), never the system's store,
+    and checks the certificate and the host name as always (verification cannot be turned off here). None when no
+    CA is given. Raises OllamaError naming `option` for a CA it cannot use."""
+    if not ca_path and not ca_pem:
+        return None
+    if ssl is None:  # pragma: no cover
+        raise OllamaError("%s needs Python's ssl module, which this host's Python lacks" % option)
+    try:
+        context = ssl.create_default_context(cafile=ca_path or None, cadata=None if ca_path else ca_pem)
+    except (IOError, OSError, ValueError, TypeError) as exc:  # ssl.SSLError is an OSError
+        raise OllamaError("cannot use %s: %s; give the CA certificate (PEM, -----BEGIN CERTIFICATE-----)"
+                          % (option, short(exc)))
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    if hasattr(ssl, "TLSVersion"):
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
 def redact(url):
     """`url` as messages may show it: no user name, password, query or fragment."""
     try:

@@ -4,11 +4,13 @@
 """The client of model registries (Docker Distribution v2, as Ollama pulls from them) and of bundle seeds.
 
 Its TLS settings are its own: the system's trust store, plus ``registry_ca_path`` when a site registry has its own
-CA. Nothing of the Ollama server's connection options (``ca_path``, ``client_cert``, ``api_token``, ``headers``) is
-ever used here. A registry that answers 401 with ``WWW-Authenticate: Bearer realm=...,service=...,scope=...`` gets
-what Docker clients and Ollama send: an anonymous ``GET <realm>?service=...&scope=...``, and the token it returns
-as ``Authorization: Bearer``. Blob downloads follow redirects to other hosts (registry.ollama.ai sends them to a
-CDN) without the token, and never from HTTPS to plain HTTP unless ``insecure``.
+CA; a bundle seed given a CA of its own (``bundle_ca_path`` or ``bundle_ca_pem``, as the models role gives its peers'
+CA for a rollout) is trusted against that CA alone. Nothing of the Ollama server's connection options (``ca_path``,
+``client_cert``, ``api_token``, ``headers``) is ever used here. A registry that answers 401 with ``WWW-Authenticate:
+Bearer realm=...,service=...,scope=...`` gets what Docker clients and Ollama send: an anonymous ``GET
+<realm>?service=...&scope=...``, and the token it returns as ``Authorization: Bearer``. Blob downloads follow
+redirects to other hosts (registry.ollama.ai sends them to a CDN) without the token, and never from HTTPS to plain
+HTTP unless ``insecure``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -30,6 +32,7 @@ from ansible_collections.llmops.ollama.plugins.module_utils._http import (
     OllamaNotFound,
     Redirect,
     Transport,
+    ca_context,
     check_timeout,
     origin_text,
     redact,
@@ -53,13 +56,21 @@ def registry_argument_spec():
 
 
 def registry_client_from_params(params, timeout=None, validate_certs=True, ca_option="registry_ca_path"):
-    """The registry client from a module's validated params; raises OllamaError for bad values."""
+    """The registry client from a module's validated params; raises OllamaError for bad values. A module with a
+    bundle_url may give its seed a CA of its own (bundle_ca_path or bundle_ca_pem), trusted for the seed only."""
     timeout = check_timeout(params.get("timeout", 30) if timeout is None else timeout)
     ca = params.get(ca_option)
     if ca and not os.path.isfile(ca):
         raise OllamaError("%s %s is not a file on this host: give the path of the registry's CA certificate (PEM)"
                           % (ca_option, ca))
-    return RegistryClient(timeout=timeout, ca_path=ca or None, validate_certs=validate_certs, ca_option=ca_option)
+    seed_ca = params.get("bundle_ca_path")
+    if seed_ca and not os.path.isfile(seed_ca):
+        raise OllamaError("bundle_ca_path %s is not a file on this host: give the path of the CA certificate (PEM) "
+                          "that signed the bundle server's certificate" % seed_ca)
+    seed_context = ca_context(seed_ca, params.get("bundle_ca_pem"),
+                              "bundle_ca_path %s" % seed_ca if seed_ca else "bundle_ca_pem")
+    return RegistryClient(timeout=timeout, ca_path=ca or None, validate_certs=validate_certs, ca_option=ca_option,
+                          seed_context=seed_context)
 
 
 def parse_challenge(header):
@@ -74,7 +85,7 @@ def parse_challenge(header):
 
 
 class RegistryClient(object):
-    def __init__(self, timeout=30, ca_path=None, validate_certs=True, ca_option="registry_ca_path"):
+    def __init__(self, timeout=30, ca_path=None, validate_certs=True, ca_option="registry_ca_path", seed_context=None):
         self.timeout = timeout
         self.ca_option = ca_option
         try:
@@ -87,7 +98,13 @@ class RegistryClient(object):
             raise OllamaError("cannot use %s %s: %s; give the registry's CA certificate (PEM)"
                               % (ca_option, ca_path, short(exc)))
         self.transport = Transport(timeout, context, _describe, REGISTRY_HINT)
-        self.seed = Transport(timeout, context, _describe_seed, "Check bundle_url and that this host can reach it.")
+        # a seed with a CA of its own (seed_context, from ca_context) is trusted against that CA alone
+        self.seed = Transport(timeout, seed_context or context, _describe_seed,
+                              "Check bundle_url and that this host can reach it.")
+        self.seed.tls_hint = lambda: (
+            "Its certificate must be signed by the CA given in bundle_ca_pem (or bundle_ca_path) and name the host of "
+            "bundle_url." if seed_context is not None else
+            "If the bundle server has a CA of its own, give it with bundle_ca_path or bundle_ca_pem.")
         self.transport.tls_hint = lambda: ("If the registry has a CA of its own, give it with %s (the server needs it "
                                            "too: SSL_CERT_FILE in its environment)." % ca_option)
         self.tokens = {}  # (realm, service, scope) -> token

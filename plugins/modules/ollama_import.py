@@ -75,8 +75,25 @@ options:
         verified, and imported in the same call, instead of being staged beforehand.
       - It may hold a user name and password (C(https://user:password@seed/bundle)), sent as HTTP basic
         authentication to that server only; the password is kept out of the task's output and messages.
-      - Over C(https://), the server's certificate is checked against the system's trust store and O(registry_ca_path).
+      - Over C(https://), the server's certificate is checked against the system's trust store and O(registry_ca_path),
+        or against O(bundle_ca_path) or O(bundle_ca_pem) alone when one is given. Verification cannot be turned off.
     type: str
+  bundle_ca_path:
+    description:
+      - PEM file, on the host, of the CA that signed the certificate of the server at O(bundle_url) (which must then be
+        C(https://)). That CA alone is trusted for it, not the system's trust store; the certificate must name the
+        host of O(bundle_url) (a name or an IP address).
+      - Mutually exclusive with O(bundle_ca_pem).
+    type: path
+    version_added: 0.3.0
+  bundle_ca_pem:
+    description:
+      - The same CA as O(bundle_ca_path), given as its PEM text (C(-----BEGIN CERTIFICATE-----)), so that nothing has to
+        be copied to the host first. The P(llmops.ollama.models#role) role gives its peers' CA this way (the CA the
+        controller makes for each rollout spread in waves).
+      - Mutually exclusive with O(bundle_ca_path).
+    type: str
+    version_added: 0.3.0
   models_dir:
     description:
       - The server's model store (E(OLLAMA_MODELS)) on this host, where the manifest is written.
@@ -97,6 +114,13 @@ notes:
 """
 
 EXAMPLES = r"""
+- name: Fetch the missing blobs from a seed with a CA of its own, and import them
+  llmops.ollama.ollama_import:
+    models: [llama3.2:3b]
+    index: "{{ lookup('ansible.builtin.file', '/srv/ollama-bundle/index.json') | from_json }}"
+    bundle_url: https://seed.example.com/ollama-bundle
+    bundle_ca_pem: "{{ lookup('ansible.builtin.file', '/srv/pki/seed-ca.pem') }}"
+
 - name: Find what the server lacks
   llmops.ollama.ollama_import:
     models: [llama3.2:3b]
@@ -241,10 +265,14 @@ def main():
         index=dict(type="dict", required=True),
         staging_dir=dict(type="path", default="/var/tmp/ollama-bundle"),
         bundle_url=dict(type="str"),
+        bundle_ca_path=dict(type="path"),
+        bundle_ca_pem=dict(type="str"),
         models_dir=dict(type="path"),
         noprune=dict(type="bool", default=False),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           mutually_exclusive=[("bundle_ca_path", "bundle_ca_pem")],
+                           required_by={"bundle_ca_path": "bundle_url", "bundle_ca_pem": "bundle_url"})
     staging = module.params["staging_dir"]
     models_dir = module.params["models_dir"] or default_models_dir()
     seed, seed_headers = None, {}
@@ -257,6 +285,10 @@ def main():
     try:
         if module.params["bundle_url"]:
             seed, seed_headers = seed_url(module.params["bundle_url"])
+            if (module.params["bundle_ca_path"] or module.params["bundle_ca_pem"]) and not seed.startswith("https:"):
+                raise OllamaError("bundle_url %s is not https://: the CA of bundle_ca_path or bundle_ca_pem is for a "
+                                  "bundle server that speaks TLS, and nothing is fetched unencrypted from a server "
+                                  "given one" % redact(seed))
         wanted = [w for w in parse_model_list(module.params["models"], "present") if w[2] != "absent"]
         pinned = pins(module.params["models"])
         bundle = read_index(module.params["index"])

@@ -71,8 +71,8 @@ options:
         returned in RV(found); the part differs when one cannot be read).
       - C(read), a list of files whose text is returned in RV(found) (public files only, such as a CA certificate,
         or files whose wanted content the controller can only tell afterwards).
-      - C(always), a sentence: the part differs on every run, for that reason (a part whose steps check for
-        themselves each time, such as models copied from a bundle).
+      - C(always), a sentence saying why the part differs on every run (a part whose steps check for themselves each
+        time, such as models copied from a bundle).
       - C(gpu), a dictionary with C(requirements) (as the requirements option of M(llmops.ollama.ollama_facts)); the
         part holds on a host without GPUs whose check against those requirements has no GPU or driver failure (a host
         with GPUs runs the GPU checks every time). The check's C(compute), C(summary) and C(problems) are in
