@@ -54,7 +54,7 @@ import uuid
 from pathlib import Path
 
 from tests.lab.errors import LabError, need_space
-from tests.lab.paths import BRIDGE, GATEWAY_IP, LAB_CACHE, LAB_STATE, host_ip
+from tests.lab.paths import BRIDGE, GATEWAY_IP, GATEWAY_IP6, LAB_CACHE, LAB_STATE, host_ip, host_ip6
 
 RELEASES = ("bookworm", "trixie")
 PACKAGES = ("systemd,systemd-sysv,dbus,python3,openssh-server,iproute2,curl,ca-certificates,zstd,sudo,gnupg,"
@@ -335,6 +335,21 @@ def _setup_netns(h):
     run(["ip", "-n", ns, "link", "set", "eth0", "up"])
     run(["ip", "-n", ns, "route", "add", "default", "via", GATEWAY_IP])
     run(["ip", "neigh", "flush", "to", h["ip"], "dev", BRIDGE], check=False)
+
+
+def add_ipv6(names):
+    """Give the machine (on the bridge) and the named running hosts their IPv6 addresses (fd42:199::/64 by default,
+    for tests of what peers do over IPv6); returns {name: address}. A re-created host comes back without one."""
+    _require_root()
+    addresses = {}
+    if GATEWAY_IP6 + "/" not in run(["ip", "-o", "-6", "addr", "show", "dev", BRIDGE]).stdout:
+        run(["ip", "-6", "addr", "add", GATEWAY_IP6 + "/64", "dev", BRIDGE, "nodad"])
+    for name in names:
+        ns, ip6 = NETNS_PREFIX + name, host_ip6(int(name[3:]))
+        if ip6 + "/" not in run(["ip", "-n", ns, "-o", "-6", "addr", "show", "dev", "eth0"]).stdout:
+            run(["ip", "-n", ns, "-6", "addr", "add", ip6 + "/64", "dev", "eth0", "nodad"])
+        addresses[name] = ip6
+    return addresses
 
 
 def _delete_netns(ns, veth):

@@ -21,6 +21,15 @@ SUBNET_PREFIX = os.environ.get("LAB_SUBNET", "10.199.0")  # /24
 GATEWAY_IP = SUBNET_PREFIX + ".1"  # the machine's address on the bridge; lab services listen here
 
 
+SUBNET6_PREFIX = os.environ.get("LAB_SUBNET6", "fd42:199::")  # /64, given on demand (fleet.add_ipv6)
+GATEWAY_IP6 = SUBNET6_PREFIX + "1"
+
+
+def host_ip6(index):
+    """IPv6 address of lab host number `index` (1-based), once fleet.add_ipv6 gave it."""
+    return "%s%d" % (SUBNET6_PREFIX, 10 + index)
+
+
 def host_ip(index):
     """Address of lab host number `index` (1-based)."""
     return "%s.%d" % (SUBNET_PREFIX, 10 + index)
