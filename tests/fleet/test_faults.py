@@ -307,7 +307,7 @@ def test_playbook_killed_mid_run_converges_on_the_next(hosts, site):
 
     first = faults.Playbook(PLAYBOOKS / "servers.yml", lab.inventory, extra_vars=extra, args=["--limit", "lab6"])
     try:
-        first.wait_for(r"TASK \[llmops\.ollama\.server : Unpack the archive into the staging directory\]")
+        first.wait_for(r"TASK \[llmops\.ollama\._install : Unpack the archive into the staging directory\]")
         time.sleep(0.5)
         first.kill()
     finally:

@@ -15,9 +15,10 @@ SITE = ["lab1", "lab2", "lab3"]
 LIMIT = ",".join(SITE)
 ENV = "/etc/systemd/system/ollama.service.d/10-environment.conf"
 PROXY_CONF = "/etc/nginx/conf.d/llmops-ollama-proxy.conf"
-# task names that show which steps ran (the play's look and the roles' own looks always do)
+# task names that show which steps ran (the play's look and the roles' own looks always do); the version's is the
+# install routine's (roles/_install), which links the ollama command even where the version is unpacked
 SERVER_STEPS = {"user": "Create the service group", "config": "Write the server's environment",
-                "service": "Keep the server enabled and running", "version": "Link the ollama command"}
+                "service": "Keep the server enabled and running", "version": "Link the commands"}
 MODELS_STEP = "Put the listed models on the server in one call"
 SERVER_ANSWER = "Publish what differs from the settings, and the GPU facts of a host without GPUs"
 PROXY_ANSWER = "Publish what differs from the settings, and the proxy's URL and CA"

@@ -4,13 +4,14 @@ A playbook or role that used another role's private variable would hold a second
 which drifts from the role's own (playbooks/servers.yml once set the proxy's and server's facts from their private
 variables). What a play needs from a role is public: its declaration, its published facts, the look's answer
 (docs/re-runs.md). The names are read from the files as written: a role's private names start with `__` and its
-name (`__ollama_server_`, `__ollama_models_`, `__ollama_proxy_`, `__codex_`)."""
+name (`__ollama_server_`, `__ollama_models_`, `__ollama_proxy_`, `__codex_`, and `__install_` for the internal install
+routine, roles/_install, whose callers give its `_install_*` options and read its `_install_result`)."""
 import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
-ROLES = ("server", "models", "proxy", "codex")
-PRIVATE = re.compile(r"\b__(?:ollama_(server|models|proxy)|(codex))_\w+")
+ROLES = ("server", "models", "proxy", "codex", "_install")
+PRIVATE = re.compile(r"\b__(?:ollama_(server|models|proxy)|(codex)|(install))_\w+")
 SOURCES = ("*.yml", "*.yaml", "*.j2", "*.py")
 
 
@@ -25,7 +26,7 @@ def _trespasses(folder, owner):
     for path in _files(folder):
         for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
             for match in PRIVATE.finditer(line):
-                role = match.group(1) or match.group(2)
+                role = match.group(1) or match.group(2) or ("_" + match.group(3) if match.group(3) else None)
                 if role != owner:
                     found.append("%s:%d: %s" % (path.relative_to(ROOT), number, match.group(0)))
     return found
