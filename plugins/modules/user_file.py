@@ -120,7 +120,9 @@ options:
     choices: [fail, report]
     default: fail
 seealso:
-  - module: ansible.builtin.copy
+  - name: The ansible.builtin.copy module
+    description: Writes files where no other user can place anything (it follows links at the destination).
+    link: https://docs.ansible.com/ansible/latest/collections/ansible/builtin/copy_module.html
 notes:
   - M(llmops.ollama.ollama_state) reads such files the same way when a path gives C(under).
   - The P(llmops.ollama.codex#role) role writes each listed user's Codex files with it.
