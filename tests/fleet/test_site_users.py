@@ -2,10 +2,11 @@
 places can steer the roles, and no secret reaches anyone who does not need it.
 
 - Plants: a user listed in codex_users (ann, made here) places, before site.yml runs, at each path the roles write in
-  her home, a symlink to a root-owned target, a hard link to a root-owned file, a FIFO, or a directory where a file
-  goes. After each run: nothing under /etc, /usr/local, /opt, /srv or /var/lib changed owner, mode or content (their
-  stats, and the hashes of the files under /etc, before and after), the run failed naming each planted path, and
-  root's own files were still written. Once she removes the plants, the next run converges and the one after changes
+  her home (her Codex home; her configuration, .env and profile in it), a symlink to a root-owned target, a hard link
+  to a root-owned file, a FIFO, or a directory where a file goes: each of the four at each file. After each run:
+  nothing under /etc, /usr/local, /opt, /srv or /var/lib changed owner, mode or content (their stats, and the hashes
+  of the files under /etc, before and after), the run failed naming each planted path, and root's own files were
+  still written. Once she removes the plants, the next run converges and the one after changes
   nothing.
 - Secrets: after site.yml with lab1's Codex using lab2's proxy (its token in root's and ann's .env), every file
   holding the proxy's token or a TLS key is readable by its owner alone; none is in the output of a run at -vvv that
@@ -77,7 +78,8 @@ def site(lab):
         "lab_proxy_token: ")[1].split("\n")[0].strip('"')
     remote = {"codex_provider": "remote", "codex_remote_url": "https://%s:11443" % lab.ips["lab2"],
               "codex_remote_token": token, "codex_remote_ca": lab.ssh("lab2", "cat /etc/ollama-proxy/tls/ca.crt"),
-              "codex_users": [{"name": "root"}, {"name": USER}]}
+              "codex_users": [{"name": "root"},
+                              {"name": USER, "profiles": {"fast": {"model_reasoning_effort": "low"}}}]}
     lab.ssh("lab1", "id -u %s >/dev/null 2>&1 || useradd -m -s /bin/bash %s" % (USER, USER))
     lab.ssh("lab1", "mkdir -p %s && echo decoy > %s && echo decoy > %s && chmod 0644 %s %s"
             % (DECOY_DIR, DECOY, DECOY_HARD, DECOY, DECOY_HARD))
@@ -95,17 +97,26 @@ def as_user(lab, command):
     lab.ssh("lab1", "runuser -u %s -- sh -c %s" % (USER, shlex.quote(command)))
 
 
-# Each round: what ann plants (as herself; the hard link as root, as fs.protected_hardlinks forbids her), and the
-# paths the run must refuse, naming them.
+# Each round: what ann plants (as herself; the hard links as root, as fs.protected_hardlinks forbids her), and the
+# paths the run must refuse, naming them. Her Codex home is a link in the first round; in the others each file the
+# roles write there (her configuration, her .env and her profile) gets each of the four plants once: a link to a
+# root-owned file, a hard link to one, a FIFO and a folder.
+CONFIG, ENV, PROFILE = CODEX + "/config.toml", CODEX + "/.env", CODEX + "/fast.config.toml"
+HOME_DIR = "mkdir -m 0700 %s" % CODEX
 ROUNDS = [
-    ("her Codex home a link to a root-owned folder",
-     ["ln -s %s %s" % (DECOY_DIR, CODEX)], [], [CODEX]),
-    ("her configuration a link to a root-owned file, her .env a hard link to one",
-     ["mkdir -m 0700 %s" % CODEX, "ln -s %s %s/config.toml" % (DECOY, CODEX)],
-     ["ln %s %s/.env" % (DECOY_HARD, CODEX)], [CODEX + "/config.toml", CODEX + "/.env"]),
-    ("her configuration a FIFO, her .env a folder",
-     ["mkdir -m 0700 %s" % CODEX, "mkfifo %s/config.toml" % CODEX, "mkdir %s/.env" % CODEX],
-     [], [CODEX + "/config.toml", CODEX + "/.env"]),
+    ("her Codex home a link to a root-owned folder", ["ln -s %s %s" % (DECOY_DIR, CODEX)], [], [CODEX]),
+    ("links to a root-owned file; a hard link; a FIFO",
+     [HOME_DIR, "ln -s %s %s" % (DECOY, CONFIG), "mkfifo %s" % PROFILE], ["ln %s %s" % (DECOY_HARD, ENV)],
+     [CONFIG, ENV, PROFILE]),
+    ("a FIFO; a folder; a link to a root-owned file",
+     [HOME_DIR, "mkfifo %s" % CONFIG, "mkdir %s" % ENV, "ln -s %s %s" % (DECOY, PROFILE)], [],
+     [CONFIG, ENV, PROFILE]),
+    ("a hard link; a link to a root-owned file; a folder",
+     [HOME_DIR, "ln -s %s %s" % (DECOY, ENV), "mkdir %s" % PROFILE], ["ln %s %s" % (DECOY_HARD, CONFIG)],
+     [CONFIG, ENV, PROFILE]),
+    ("a folder; a FIFO; a hard link",
+     [HOME_DIR, "mkdir %s" % CONFIG, "mkfifo %s" % ENV], ["ln %s %s" % (DECOY_HARD, PROFILE)],
+     [CONFIG, ENV, PROFILE]),
 ]
 
 
@@ -138,8 +149,8 @@ def test_what_a_listed_user_plants_in_her_home_is_refused_and_nothing_outside_it
     lab.ssh("lab1", "rm -rf %s" % CODEX)
     run = lab.playbook("site.yml", limit="lab1", extra_vars=remote)
     assert run.rc == 0, run.output[-4000:]
-    stats = lab.ssh("lab1", "stat -c '%%n %%U %%a' %s %s/config.toml %s/.env" % (CODEX, CODEX, CODEX)).split("\n")
-    assert stats[:3] == ["%s ann 700" % CODEX, "%s/config.toml ann 600" % CODEX, "%s/.env ann 600" % CODEX], stats
+    stats = lab.ssh("lab1", "stat -c '%%n %%U %%a' %s %s %s %s" % (CODEX, CONFIG, ENV, PROFILE)).splitlines()
+    assert stats == ["%s ann 700" % CODEX] + ["%s ann 600" % p for p in (CONFIG, ENV, PROFILE)], stats
     again = lab.playbook("site.yml", limit="lab1", extra_vars=remote)
     assert again.rc == 0 and again.changed() == {"lab1": 0}, again.output[-4000:]
 
