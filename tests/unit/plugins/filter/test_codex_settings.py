@@ -12,7 +12,11 @@ GOOD = dict(provider="remote", remote_provider_id="ollama-gpu", local_provider_i
             remote_token="s3cret", user_tokens=False, env_key="OLLAMA_GPU_TOKEN", env_key_given=False,
             tokens_given=True, auth={}, remote_ca="", remote_ca_host="", remote_ca_host_known=False,
             allowed_approval_policies=["on-request"], allowed_sandbox_modes=[], allowed_web_search_modes=[],
-            allowed_mcp_servers={"docs": {"command": "/usr/bin/docs"}})
+            allowed_mcp_servers={"docs": {"command": "/usr/bin/docs"}},
+            permissions={"team": {"extends": ":workspace", "filesystem": {"/srv/secrets": "deny", "/srv/data": {
+                ".": "read", "scratch": "write"}}, "network": {"enabled": True, "domains": {"example.com": "allow"}}},
+                "review": {"extends": "team", "workspace_roots": {"/srv/code": True}}},
+            default_permissions="team", allowed_permission_profiles=["team", "review", ":read-only"])
 
 
 def test_good_settings_have_no_problem():
@@ -40,11 +44,64 @@ def test_good_settings_have_no_problem():
     (dict(allowed_sandbox_modes=["workspace-write"]), 'codex_allowed_sandbox_modes ["workspace-write"] must include'),
     (dict(allowed_mcp_servers={"docs": {"command": ""}}), 'codex_allowed_mcp_servers: "docs": each entry is a name'),
     (dict(config={"approval_policy": "never"}, profiles={"fast": {"approval_policy": "untrusted"}}),
-     "codex_approval_policy / codex_sandbox_mode / codex_extra_settings / codex_profiles: approval_policy never, "
-     "approval_policy untrusted are outside the host's policy"),
+     "codex_approval_policy / codex_sandbox_mode / codex_default_permissions / codex_extra_settings / codex_profiles: "
+     "approval_policy never, approval_policy untrusted are outside the host's policy"),
+    # permission profiles, and the allow-list
+    (dict(permissions={":team": {}}, default_permissions="", allowed_permission_profiles=[]),
+     'codex_permissions: ":team": profile names may hold letters, digits, _ and - only'),
+    (dict(permissions={"network": {}}, default_permissions="", allowed_permission_profiles=[":read-only", ":workspace"]),
+     'codex_permissions: "network": with codex_allowed_permission_profiles set'),
+    (dict(permissions={"team": ":workspace"}), 'codex_permissions: "team": a profile is a mapping'),
+    (dict(permissions={"team": {"extends": ":read-only", "filesytem": {}}}),
+     'codex_permissions: "team": unknown keys filesytem (a profile takes extends, workspace_roots, filesystem, network)'),
+    (dict(permissions={"team": {"extends": ":danger-full-access"}}),
+     'codex_permissions: "team": extends ":danger-full-access": a profile extends :read-only or :workspace or another'),
+    (dict(permissions={"team": {"extends": "ghost"}}), 'codex_permissions: "team": extends "ghost"'),
+    (dict(permissions={"team": {"extends": "review"}, "review": {"extends": "team"}}),
+     'codex_permissions: "team" extends itself through team -> review -> team'),
+    (dict(permissions={"team": {"filesystem": {"/srv": "rw"}}}), 'codex_permissions: "team": filesystem maps a path'),
+    (dict(permissions={"team": {"filesystem": {"/srv": {"a": {"b": "read"}}}}}),
+     'codex_permissions: "team": filesystem maps a path'),
+    (dict(permissions={"team": {"network": {"domains": {"example.com": "yes"}}}}),
+     'codex_permissions: "team": network.domains maps each domain to allow or deny.'),
+    (dict(default_permissions="ghost"), 'codex_default_permissions "ghost" is neither one of Codex\'s built-in profiles'),
+    (dict(allowed_permission_profiles=["team", "mine"]), "codex_allowed_permission_profiles: mine is neither built-in"),
+    (dict(allowed_permission_profiles=["review"]),
+     'codex_default_permissions "team" is not in codex_allowed_permission_profiles ["review"]'),
+    (dict(default_permissions="", allowed_permission_profiles=["review", ":read-only"]),
+     'codex_allowed_permission_profiles ["review", ":read-only"]: set codex_default_permissions'),
+    (dict(allowed_sandbox_modes=["read-only"]),
+     'codex_default_permissions "team" counts as sandbox mode workspace-write, which codex_allowed_sandbox_modes'),
+    (dict(profiles={"fast": {"default_permissions": ":danger-full-access"}}),
+     "codex_approval_policy / codex_sandbox_mode / codex_default_permissions / codex_extra_settings / codex_profiles: "
+     "default_permissions :danger-full-access is outside the host's policy"),
+    (dict(allowed_permission_profiles=[], profiles={"fast": {"default_permissions": "ghost"}}),
+     "codex_profiles: fast: default_permissions ghost is neither built-in"),
+    (dict(config={"sandbox_mode": "read-only", "default_permissions": "team"}),
+     "codex_sandbox_mode / codex_default_permissions / codex_extra_settings: sandbox_mode read-only: with "
+     "codex_allowed_permission_profiles set Codex uses permission profiles only"),
+    (dict(allowed_permission_profiles=[], config={"sandbox_mode": "read-only", "default_permissions": "team"}),
+     "codex_sandbox_mode / codex_default_permissions / codex_extra_settings: sandbox_mode read-only and "
+     "default_permissions team are both set in one file"),
+    (dict(allowed_permission_profiles=[], config={"default_permissions": "team"},
+          users=[{"name": "alice", "settings": {"sandbox_mode": "workspace-write"}}]),
+     "codex_users: alice: settings: sandbox_mode workspace-write and default_permissions team are both set"),
+    (dict(users=[{"name": "alice", "settings": {"permissions": {"team": {"extends": ":workspace"}}}}]),
+     "codex_users: alice: settings: permissions team: with codex_allowed_permission_profiles set these profiles are"),
 ])
 def test_each_problem_names_the_variable(change, says):
     assert codex_settings_problem(dict(GOOD, **change)).startswith(says)
+
+
+def test_a_profile_file_may_keep_the_older_sandbox_mode_without_an_allow_list():
+    """A profile file is a layer over config.toml: its sandbox_mode takes the place of the default_permissions below."""
+    assert codex_settings_problem(dict(GOOD, allowed_permission_profiles=[], config={"default_permissions": "team"},
+                                       profiles={"legacy": {"sandbox_mode": "read-only"}})) == ""
+
+
+def test_an_allow_list_of_both_builtin_fallbacks_needs_no_default():
+    assert codex_settings_problem(dict(GOOD, default_permissions="", config={},
+                                       allowed_permission_profiles=[":read-only", ":workspace"])) == ""
 
 
 def test_settings_without_every_key_are_a_clear_error():
