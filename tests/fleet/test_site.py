@@ -8,6 +8,7 @@ Tests run in file order and share lab1-lab3, re-created bare first; the destruct
 import hashlib
 import json
 import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -90,6 +91,22 @@ def test_codex_prints_the_models_answer_on_every_workstation(lab, converged):
         assert "Model metadata" not in lab.ssh(host, "cat /tmp/codex.err"), host
         assert 'model_catalog_json = "/etc/codex/ollama-models.json"' in lab.ssh(host, "cat /etc/codex/config.toml")
         assert codex_answer(lab, host, oss_model=tiny) == models.reply("lab/tiny", "latest").strip(), host
+
+
+def test_the_release_archive_runs_on_a_host_whose_umask_is_027(lab, converged):
+    """lab2 is hardened as many servers are (login.defs' UMASK 027: Ansible's SSH sessions make folders 0750), and the
+    lab's archive is packed as the release workflow packs Ollama's (no directory entries for bin/ and lib/ollama/):
+    the folders still come out 0755, so the server's own user runs the binary and reads its libraries."""
+    assert lab.ssh("lab2", "umask").strip() == "0027"
+    members = subprocess.run("zstd -dc %s | tar t" % ollama_build.archive_path(NEW), shell=True, check=True,
+                             stdout=subprocess.PIPE, universal_newlines=True).stdout.split()
+    assert "bin/ollama" in members and not [m for m in members if m.endswith("/")], members
+    folders = " ".join("/opt/ollama/versions/%s/%s" % (NEW, sub) for sub in ("bin", "lib", "lib/ollama"))
+    modes = lab.ssh("lab2", "stat -c '%%a %%U' %s" % folders).split()
+    assert modes == ["755", "root"] * 3, modes
+    assert lab.api("lab2", "/api/version")["version"] == NEW
+    tiny = "%s/lab/tiny:latest" % lab.site["registry"]
+    assert generate(lab, "lab2", tiny).strip() == models.reply("lab/tiny", "latest").strip()
 
 
 def test_check_mode_on_converged_fleet_predicts_no_change(lab, converged):

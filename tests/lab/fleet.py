@@ -15,7 +15,8 @@ Design
 * Hosts: ``labN`` gets an overlayfs over its release's rootfs (upper/work/root in LAB_STATE/hosts/labN),
   so hosts are cheap and never change the cache. Hostname, machine-id, SSH host keys and root's
   authorized_keys (key made once in LAB_STATE/ssh) are written into the merged root before boot.
-  Releases alternate: lab1 gets the first, lab2 the second, and so on.
+  Releases alternate: lab1 gets the first, lab2 the second, and so on. The HARDENED hosts (lab2) get
+  login.defs' UMASK 027, as many hardened servers have.
 * Network: a bridge BRIDGE holding GATEWAY_IP/24 on the machine; per host a network namespace
   ``llmlab-labN`` with ``eth0`` (host_ip(N)/24, a MAC derived from it, default route via GATEWAY_IP),
   set up from the machine with ``ip`` before boot, its veth peer ``llv-labN`` on the bridge. Nothing in
@@ -57,6 +58,9 @@ from tests.lab.errors import LabError, need_space
 from tests.lab.paths import BRIDGE, GATEWAY_IP, GATEWAY_IP6, LAB_CACHE, LAB_STATE, host_ip, host_ip6
 
 RELEASES = ("bookworm", "trixie")
+# Hosts hardened as many sites harden servers: login.defs' UMASK 027 (lab2 is trixie, whose PAM applies it to SSH
+# sessions through pam_umask; bookworm's common-session has no pam_umask).
+HARDENED = ("lab2",)
 PACKAGES = ("systemd,systemd-sysv,dbus,python3,openssh-server,iproute2,curl,ca-certificates,zstd,sudo,gnupg,"
             "python3-apt,procps,acl,xz-utils,less")
 # Packages left in each rootfs's apt cache (with the package lists) but not installed: hosts have no internet, and
@@ -368,6 +372,15 @@ def _ensure_key():
     return SSH_KEY.with_suffix(".pub").read_text()
 
 
+def _harden(root):
+    """Give the host the common hardening of login.defs' UMASK 027: every session (Ansible's over SSH too, through
+    pam_umask) then makes files 0640 and folders 0750 unless told otherwise."""
+    defs = root / "etc/login.defs"
+    text = defs.read_text()
+    defs.write_text(re.sub(r"(?m)^UMASK\s.*$", "UMASK\t\t027", text) if re.search(r"(?m)^UMASK\s", text)
+                    else text + "UMASK\t\t027\n")
+
+
 def _start_host(h, lower, pubkey):
     name, d = h["name"], _hdir(h["name"])
     _stop_host(name, quiet=True)  # leftovers of a crashed host: start fresh
@@ -381,6 +394,8 @@ def _start_host(h, lower, pubkey):
     (root / "etc/hostname").write_text(name + "\n")
     (root / "etc/hosts").write_text("127.0.0.1 localhost\n127.0.1.1 %s\n%s %s\n" % (name, h["ip"], name))
     (root / "etc/machine-id").write_text(uuid.uuid4().hex + "\n")
+    if name in HARDENED:
+        _harden(root)
     run(["ssh-keygen", "-A", "-f", str(root)])
     ssh_dir = root / "root/.ssh"
     ssh_dir.mkdir(mode=0o700, exist_ok=True)

@@ -54,6 +54,10 @@ RUNNER_FILES = ("llama-server", "llama-quantize")
 NEEDED_SPACE = 3 * 10 ** 9  # a build's peak: module copy, CMake tree, llama.cpp source, archive
 # Bump when the way a tree or an archive is made changes: caches made another way are then rebuilt, not reused.
 RECIPE = 2
+# How the archive is packed (the mirror's PACKING, beside BUILD-INFO): an archive packed another way is packed again
+# from the tree, which is kept.
+PACKING = ("Packed as the release workflow packs it: the members bin/* and lib/ollama/*, owner and group 0, no\n"
+           "directory entries for bin/, lib/ or lib/ollama/ (packing 2).\n")
 
 
 def tree(version):
@@ -97,7 +101,7 @@ def _complete(version):
     """The tree and the archive are there and were made from this recipe (an older cache is rebuilt)."""
     mirror = archive_path(version).parent
     return (_tree_complete(version) and archive_path(version).is_file() and (mirror / "sha256sum.txt").is_file()
-            and _read(mirror / "BUILD-INFO") == build_info(version))
+            and _read(mirror / "BUILD-INFO") == build_info(version) and _read(mirror / "PACKING") == PACKING)
 
 
 def say(msg):
@@ -245,13 +249,34 @@ def _runner(version, source, dest, log):
         raise LabError("the CMake build of Ollama %s installed no %s; see %s" % (version, ", ".join(missing), log))
 
 
+def _members(src_tree):
+    """The release workflow's member list (`bin/*`, `lib/ollama/*`, one `tar c -T list`): what a listed folder holds
+    is packed with it, but bin/, lib/ and lib/ollama/ themselves are not members."""
+    listed = sorted((src_tree / "bin").iterdir()) + sorted((src_tree / "lib" / "ollama").iterdir())
+    for path in listed:
+        yield path
+        if path.is_dir() and not path.is_symlink():
+            for folder, dirs, files in os.walk(str(path)):
+                dirs.sort()
+                for name in sorted(dirs) + sorted(files):
+                    yield Path(folder) / name
+
+
 def _write_archive(src_tree, dest):
-    """Pack bin/ and lib/ of `src_tree` into a .tar.zst, the way the release workflow does."""
+    """Pack bin/ and lib/ollama/ of `src_tree` into a .tar.zst the way the release workflow does (`tar c -T list
+    --owner 0 --group 0 | zstd`): no directory entries for bin/, lib/ or lib/ollama/, so that unpacking makes them
+    with the umask of whoever unpacks (a host's umask 027 gives 0750 folders)."""
     tar = dest.with_name(dest.name + ".tar")
+
+    def root_owned(info):
+        info.uid = info.gid = 0
+        info.uname = info.gname = "root"
+        return info
+
     try:
-        with tarfile.open(tar, "w") as t:
-            t.add(src_tree / "bin", arcname="bin")
-            t.add(src_tree / "lib", arcname="lib")
+        with tarfile.open(tar, "w", format=tarfile.GNU_FORMAT) as t:
+            for path in _members(src_tree):
+                t.add(str(path), arcname=str(path.relative_to(src_tree)), recursive=False, filter=root_owned)
         subprocess.run(["zstd", "-q", "-T0", "-f", str(tar), "-o", str(dest)], check=True)
     finally:
         if tar.exists():
@@ -321,6 +346,7 @@ def _package(version):
     sums = archive.parent / "sha256sum.txt"
     sums.with_name("sha256sum.txt.partial").write_text("%s  ./%s\n" % (digest, ASSET))
     os.replace(sums.with_name("sha256sum.txt.partial"), sums)
+    (archive.parent / "PACKING").write_text(PACKING)
     (archive.parent / "BUILD-INFO").write_text(build_info(version))  # last: the archive is complete
 
 
