@@ -48,12 +48,12 @@ ANSIBLE_CORE = (
     ("2.21", "2.21.5", "3.13", "modules"),
 )
 ANSIBLE_CORE_MAIN = "2.19.14"
-# The integration tests of the roles (run where the row says "all"): the codex role (its files, policy and model
-# catalog, checked with the real Codex CLI, and the users' homes it writes in), the proxy role's validation, the
-# models role's bundles (with two tests of ollama_bundle's and ollama_model's pruning beside them) and the internal
-# install routine (roles/_install) the server and codex roles use. On a "modules" row these were a third of the
-# integration part's time (the users' homes 127 s and the install routine 105 s of 664 s on 2.21).
+# The integration tests of the roles (run where the row says "all"): the codex role (its files, policy, model
+# catalog and permission profiles, checked with the real Codex CLI, and the users' homes it writes in), the proxy
+# role's validation, the models role's bundles (with two tests of ollama_bundle's and ollama_model's pruning beside
+# them) and the internal install routine (roles/_install) the server and codex roles use. On a "modules" row the
+# users' homes and the install routine were a third of the integration part's time (127 s and 105 s of 664 s, 2.21).
 ROLE_TESTS = ("tests/integration/test_codex_role.py", "tests/integration/test_codex_policy.py",
-              "tests/integration/test_codex_catalog.py", "tests/integration/test_codex_user_paths.py",
-              "tests/integration/test_proxy_validate.py", "tests/integration/test_models_bundle.py",
-              "tests/integration/test_install_routine.py")
+              "tests/integration/test_codex_permissions.py", "tests/integration/test_codex_catalog.py",
+              "tests/integration/test_codex_user_paths.py", "tests/integration/test_proxy_validate.py",
+              "tests/integration/test_models_bundle.py", "tests/integration/test_install_routine.py")
