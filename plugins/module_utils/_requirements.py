@@ -8,9 +8,9 @@ status (pass, warn or fail) and a message that says what to do. ``fit_model(size
 model of a given size would run: in GPU memory (vram), split between GPU and RAM (split), from RAM on the
 CPU (ram), or not at all (none).
 
-The GPU minimums are Ollama's (docs/gpu.mdx and ../shared/reference/ollama.md): NVIDIA compute capability
-5.0 or newer with driver 550 or newer, and driver 570 or newer for compute capability 5.0 to 6.2; AMD
-through ROCm v7 on the LLVM targets Ollama's ROCm build ships, unless HSA_OVERRIDE_GFX_VERSION forces one.
+The GPU minimums are Ollama's (its docs/gpu.mdx): NVIDIA compute capability 5.0 or newer with driver 550 or newer,
+and driver 570 or newer for compute capability 5.0 to 6.2; AMD through ROCm v7 on the LLVM targets Ollama's Linux
+ROCm build is compiled for (AMD_GFX_TARGETS), unless HSA_OVERRIDE_GFX_VERSION makes ROCm treat a GPU as one of them.
 The RAM and disk minimums are this collection's defaults: change them in ``requirements``.
 """
 
@@ -22,9 +22,15 @@ import re
 
 GIB = 1024 ** 3
 
-# The LLVM targets Ollama's Linux ROCm build supports (ollama docs/gpu.mdx, "Overrides on Linux").
-AMD_GFX_TARGETS = ("gfx908", "gfx90a", "gfx942", "gfx950", "gfx1010", "gfx1012", "gfx1030", "gfx1100", "gfx1101",
-                   "gfx1102", "gfx1103", "gfx1150", "gfx1151", "gfx1200", "gfx1201")
+# The LLVM targets Ollama's Linux ROCm build is compiled for: AMDGPU_TARGETS of the configure preset rocm_v7_2_linux in
+# llama/server/CMakePresets.json (the preset its Dockerfile builds the rocm archive's llama-server with), read from
+# Ollama v0.34.4, the release the server role installs (v0.32.15, the other release the lab tests, has the same list).
+# gfx908:xnack- and gfx90a:xnack+/- there are the targets gfx908 and gfx90a. docs/gpu.mdx lists the same twelve.
+# On a GPU of another target (gfx1010, gfx1012 or gfx1103, say) models run on the CPU, ROCm installed or not.
+AMD_GFX_TARGETS = ("gfx908", "gfx90a", "gfx942", "gfx950", "gfx1030", "gfx1100", "gfx1101", "gfx1102", "gfx1150",
+                   "gfx1151", "gfx1200", "gfx1201")
+# A close target for HSA_OVERRIDE_GFX_VERSION, by the GPU's family (RDNA2, RDNA3), as Ollama's docs/gpu.mdx suggests.
+AMD_OVERRIDE_HINTS = (("gfx103", "10.3.0"), ("gfx110", "11.0.0"))
 
 DEFAULTS = dict(
     min_memory_gib=4.0,
@@ -47,6 +53,19 @@ NVIDIA_INSTALL = ("install the NVIDIA driver {min} or newer with its nvidia-smi 
 AMD_INSTALL = ("Ollama needs the amdgpu kernel driver with ROCm v7 support: install the firmware "
                "(Debian: firmware-amd-graphics) or AMD's driver ('amdgpu-install --usecase=dkms' from "
                "https://rocm.docs.amd.com/projects/install-on-linux/), reboot, and run again")
+
+
+def override_target(value):
+    """The LLVM target an HSA_OVERRIDE_GFX_VERSION value stands for, as Ollama reads it (discover/amd.go,
+    rocmGFXTargetOverride): "10.3.0" -> gfx1030, "9.0.10" -> gfx90a, "gfx1100" as it is; None when Ollama would not
+    read it (three decimal numbers of at most 15 each, or a gfx target)."""
+    value = (value or "").strip()
+    if value.startswith("gfx"):
+        return value if re.match(r"^gfx[0-9a-f]{3,}$", value) else None
+    parts = value.split(".")
+    if len(parts) != 3 or not all(re.match(r"^[0-9]+$", p) and int(p) <= 15 for p in parts):
+        return None
+    return "gfx%d%x%x" % tuple(int(p) for p in parts)
 
 
 def rocm_smi_spelling(target):
@@ -167,24 +186,39 @@ def _check_amd(state, gpus, req, results):
         return []
     usable = []
     override = (req.get("amd_gfx_override") or "").strip()
-    targets = dict((t.lower(), t.lower()) for t in req["amd_gfx_targets"])
-    targets.update((rocm_smi_spelling(t), t.lower()) for t in req["amd_gfx_targets"])
+    forced = override_target(override)
+    built = [str(t).lower() for t in req["amd_gfx_targets"]]
+    targets = dict((t, t) for t in built)
+    targets.update((rocm_smi_spelling(t), t) for t in built)
     for gpu in gpus:
         label = _gpu_label(gpu)
         gfx = gpu.get("gfx_target")
         if gfx and gfx.lower() in targets and targets[gfx.lower()] != gfx.lower():
             gfx = "%s, shown by rocm-smi as %s" % (targets[gfx.lower()], gpu["gfx_target"])
             gpu = dict(gpu, gfx_target=targets[gpu["gfx_target"].lower()])
-        if override:
-            _result(results, "amd_gpu", "pass", "%s (%s): HSA_OVERRIDE_GFX_VERSION=%s makes ROCm treat it as a "
-                    "supported target." % (label, gfx or "target unknown", override), "gpu")
-        elif gpu.get("gfx_target") and gpu["gfx_target"].lower() in targets:
+        own = (gpu.get("gfx_target") or "").lower()
+        if override and forced in targets:
+            _result(results, "amd_gpu", "pass", "%s (%s): HSA_OVERRIDE_GFX_VERSION=%s makes ROCm treat it as %s, a "
+                    "target Ollama's ROCm build is compiled for." % (label, gfx or "target unknown", override, forced),
+                    "gpu")
+        elif override:
+            why = ("makes ROCm treat it as %s, which Ollama's ROCm build is not compiled for either" % forced if forced
+                   else "is not a version Ollama reads (three numbers such as 10.3.0, or a target such as gfx1030)")
+            message = ("%s (%s): HSA_OVERRIDE_GFX_VERSION=%s %s, so models run on the CPU. Ollama's ROCm build is "
+                       "compiled for %s." % (label, gfx or "target unknown", override, why, ", ".join(built)))
+            _result(results, "amd_gpu", "warn", message, "gpu")
+            continue
+        elif own in targets:
             _result(results, "amd_gpu", "pass", "%s (%s): usable by Ollama (ROCm)." % (label, gfx), "gpu")
         else:
-            _result(results, "amd_gpu", "warn", "%s (%s) is not a target Ollama's ROCm build supports, so models run "
-                    "on the CPU (or Vulkan). A close supported target can be forced with HSA_OVERRIDE_GFX_VERSION "
-                    "(ollama_server_hsa_override_gfx_version), e.g. 10.3.0 for RDNA2 cards."
-                    % (label, gfx or "target unknown"), "gpu")
+            hint = [v for prefix, v in AMD_OVERRIDE_HINTS if own.startswith(prefix)]
+            close = ("e.g. %s for this family" % hint[0]) if hint else "e.g. 10.3.0 for RDNA2 cards, 11.0.0 for RDNA3"
+            message = ("%s (%s) is not a target Ollama's ROCm build is compiled for (%s), so models run on the CPU, "
+                       "ROCm installed or not (Ollama's Vulkan backend may use the GPU where the host has a Vulkan "
+                       "driver for it). HSA_OVERRIDE_GFX_VERSION (ollama_server_hsa_override_gfx_version) makes ROCm "
+                       "treat it as a close target of that list, %s; Ollama's docs call that an experiment."
+                       % (label, gfx or "target unknown", ", ".join(built), close))
+            _result(results, "amd_gpu", "warn", message, "gpu")
             continue
         usable.append(gpu)
     return usable

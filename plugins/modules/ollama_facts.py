@@ -84,11 +84,14 @@ options:
       - C(nvidia_legacy_max_compute_capability) (str, C(6.2)) NVIDIA GPUs up to this compute capability need
         C(nvidia_legacy_min_driver).
       - C(nvidia_legacy_min_driver) (str, C(570)) lowest NVIDIA driver for those GPUs.
-      - C(amd_gfx_targets) (list of str, Ollama's ROCm v7 list C(gfx908), C(gfx90a), C(gfx942), C(gfx950), C(gfx1010),
-        C(gfx1012), C(gfx1030), C(gfx1100), C(gfx1101), C(gfx1102), C(gfx1103), C(gfx1150), C(gfx1151), C(gfx1200),
-        C(gfx1201)) AMD LLVM targets Ollama's ROCm build supports.
+      - C(amd_gfx_targets) (list of str, the targets Ollama 0.34.4's Linux ROCm build is compiled for, from the preset
+        C(rocm_v7_2_linux) of its C(llama/server/CMakePresets.json), C(gfx908), C(gfx90a), C(gfx942), C(gfx950),
+        C(gfx1030), C(gfx1100), C(gfx1101), C(gfx1102), C(gfx1150), C(gfx1151), C(gfx1200), C(gfx1201)) AMD LLVM
+        targets Ollama computes on through ROCm; on an AMD GPU of another target (C(gfx1010), C(gfx1012), C(gfx1103))
+        models run on the CPU. Give a longer list for a ROCm build of Ollama of your own.
       - C(amd_gfx_override) (str, empty) the E(HSA_OVERRIDE_GFX_VERSION) the server runs with, such as C(10.3.0); AMD
-        GPUs then count as usable whatever their target.
+        GPUs then count as usable when it names one of C(amd_gfx_targets) (C(10.3.0) is C(gfx1030), as
+        Ollama reads it).
       - C(fit_margin_percent) (int, 20) memory a model needs beyond its size, in percent of its size (context cache
         and compute buffers).
       - Unknown keys and values of the wrong type fail the task.

@@ -136,18 +136,77 @@ def test_recorded_navi31_is_usable(tmp_path):
     assert not rq.check_host(hardware, dict(min_vram_gib=32))["passed"]
 
 
-def test_unsupported_amd_target_and_override(tmp_path):
+def navi31_as(tmp_path, version):
+    """The recorded Navi 31 tree with its GPU node's gfx_target_version replaced (a derived tree, for targets no
+    recording has)."""
     root = tree(NAVI31, tmp_path)
     props = tmp_path / "sys/class/kfd/kfd/topology/nodes/1/properties"
-    # derived from the recorded node: the same card reported as gfx1031 (an RX 6700 XT's target)
-    props.write_text(props.read_text().replace("gfx_target_version 110000", "gfx_target_version 100301"))
-    hardware = recorded(root, Tools())
-    result = rq.check_host(hardware)
+    props.write_text(props.read_text().replace("gfx_target_version 110000", "gfx_target_version %d" % version))
+    return recorded(root, Tools())
+
+
+BUILT = ("gfx908, gfx90a, gfx942, gfx950, gfx1030, gfx1100, gfx1101, gfx1102, gfx1150, gfx1151, gfx1200, "
+         "gfx1201")
+
+
+def test_the_amd_targets_are_those_of_ollamas_rocm_build():
+    """AMDGPU_TARGETS of rocm_v7_2_linux (llama/server/CMakePresets.json, Ollama 0.34.4), feature suffixes dropped;
+    tests/integration/test_amd_targets.py compares it with the module source of every release the lab tests."""
+    assert ", ".join(rq.AMD_GFX_TARGETS) == BUILT
+    assert rq.DEFAULTS["amd_gfx_targets"] == list(rq.AMD_GFX_TARGETS)
+
+
+@pytest.mark.parametrize("version, target, hint", [
+    (100301, "gfx1031", "e.g. 10.3.0 for this family"),  # an RX 6700 XT's target
+    (100100, "gfx1010", "e.g. 10.3.0 for RDNA2 cards, 11.0.0 for RDNA3"),  # RX 5700 XT (RDNA1)
+    (100102, "gfx1012", "e.g. 10.3.0 for RDNA2 cards, 11.0.0 for RDNA3"),  # RX 5500 (RDNA1)
+    (110003, "gfx1103", "e.g. 11.0.0 for this family"),  # Radeon 780M (Phoenix APU)
+])
+def test_an_amd_gpu_whose_target_ollama_is_not_built_for_runs_on_the_cpu(tmp_path, version, target, hint):
+    result = rq.check_host(navi31_as(tmp_path, version))
     assert result["passed"] and result["compute"] == "cpu"
-    assert "(gfx1031) is not a target Ollama's ROCm build supports" in result["reasons"][0]
-    assert "ollama_server_hsa_override_gfx_version" in result["reasons"][0]
+    (check,) = by_check(result, "amd_gpu")
+    assert check["status"] == "warn"
+    assert check["message"] == (
+        "AMD GPU 1002:744c 20.0 GiB (%s) is not a target Ollama's ROCm build is compiled for (%s), so models run on "
+        "the CPU, ROCm installed or not (Ollama's Vulkan backend may use the GPU where the host has a Vulkan driver "
+        "for it). HSA_OVERRIDE_GFX_VERSION (ollama_server_hsa_override_gfx_version) makes ROCm treat it as a close "
+        "target of that list, %s; Ollama's docs call that an experiment." % (target, BUILT, hint))
+    assert result["reasons"] == [check["message"]]
+
+
+def test_an_override_counts_only_when_it_names_a_target_ollama_is_built_for(tmp_path):
+    hardware = navi31_as(tmp_path, 100301)
     forced = rq.check_host(hardware, dict(amd_gfx_override="10.3.0"))
-    assert forced["compute"] == "gpu" and "HSA_OVERRIDE_GFX_VERSION=10.3.0" in by_check(forced, "amd_gpu")[0]["message"]
+    assert forced["compute"] == "gpu"
+    assert by_check(forced, "amd_gpu")[0]["message"] == (
+        "AMD GPU 1002:744c 20.0 GiB (gfx1031): HSA_OVERRIDE_GFX_VERSION=10.3.0 makes ROCm treat it as gfx1030, a "
+        "target Ollama's ROCm build is compiled for.")
+    assert rq.check_host(hardware, dict(amd_gfx_override="gfx1030"))["compute"] == "gpu"
+    older = rq.check_host(hardware, dict(amd_gfx_override="10.1.0"))
+    assert older["compute"] == "cpu"
+    assert by_check(older, "amd_gpu")[0]["message"].startswith(
+        "AMD GPU 1002:744c 20.0 GiB (gfx1031): HSA_OVERRIDE_GFX_VERSION=10.1.0 makes ROCm treat it as gfx1010, which "
+        "Ollama's ROCm build is not compiled for either, so models run on the CPU.")
+    garbled = rq.check_host(hardware, dict(amd_gfx_override="10.3"))
+    assert garbled["compute"] == "cpu"
+    assert "HSA_OVERRIDE_GFX_VERSION=10.3 is not a version Ollama reads (three numbers such as 10.3.0, or a target " \
+           "such as gfx1030), so models run on the CPU" in by_check(garbled, "amd_gpu")[0]["message"]
+
+
+@pytest.mark.parametrize("value, target", [("10.3.0", "gfx1030"), ("9.0.10", "gfx90a"), (" 11.0.0 ", "gfx1100"),
+                                           ("gfx1151", "gfx1151"), ("10.3", None), ("10.3.16", None), ("a.b.c", None),
+                                           ("", None), ("gfx", None)])
+def test_override_values_are_read_as_ollama_reads_them(value, target):
+    """discover/amd.go rocmGFXTargetOverride: three decimal numbers of at most 15, the last two written in hex."""
+    assert rq.override_target(value) == target
+
+
+def test_a_target_list_of_ones_own_build_is_taken(tmp_path):
+    """requirements.amd_gfx_targets: a site's own ROCm build of Ollama, compiled for more targets."""
+    result = rq.check_host(navi31_as(tmp_path, 100100), dict(amd_gfx_targets=list(rq.AMD_GFX_TARGETS) + ["gfx1010"]))
+    assert result["compute"] == "gpu"
+    assert by_check(result, "amd_gpu")[0]["message"] == "AMD GPU 1002:744c 20.0 GiB (gfx1010): usable by Ollama (ROCm)."
 
 
 def test_rocm_smi_gfx9010_is_gfx90a(tmp_path):
