@@ -20,6 +20,13 @@ options:
         client certificate, and none of O(api_token) or O(headers)). A registry that asks for a bearer token (a
         C(WWW-Authenticate) C(Bearer realm=...) challenge) gets an anonymous token request, as Ollama and Docker
         clients make.
+      - Redirects and token services are taken as the Ollama server's pull takes them, so that what the module finds
+        is what the server's pull finds. A blob download may go to another host only with a 307 (as registry.ollama.ai
+        sends it to its CDN); manifests and everything else stay on the registry's host and port (unless C(insecure));
+        a token service (the challenge's realm) only on the registry's own host and port. Where the module refuses,
+        the server's pull fails too, and the message says what the registry must change.
+      - A private model on ollama.com needs the server's own token request, signed with its key, which the module
+        cannot make; the message says so.
       - The Ollama server must trust the same CA for its pulls; give it with E(SSL_CERT_FILE) in the server's
         environment (the P(llmops.ollama.server#role) role's C(ollama_server_environment)).
     type: path

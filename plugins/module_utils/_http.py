@@ -139,13 +139,20 @@ class _NoRedirects(HTTPRedirectHandler):
 
 class Redirect(object):
     """What a client follows: `methods` that may be redirected, whether another origin is allowed (then `strip`
-    headers are dropped), and whether HTTPS may turn into plain HTTP."""
+    headers are dropped), and whether HTTPS may turn into plain HTTP.
 
-    def __init__(self, methods=("GET", "HEAD"), other_origin=False, strip=(), downgrade=False):
+    `rule`, when given, decides instead of `other_origin` which redirects are followed, after the checks every
+    redirect gets (a Location that is an HTTP(S) URL, the method, no HTTPS to HTTP): ``rule(visited, target,
+    status)``, with `visited` the URLs requested so far (the first one first, the one redirected last), raises an
+    OllamaError to refuse the redirect and returns to follow it (`strip` headers are then dropped when the origin
+    changes)."""
+
+    def __init__(self, methods=("GET", "HEAD"), other_origin=False, strip=(), downgrade=False, rule=None):
         self.methods = methods
         self.other_origin = other_origin
         self.strip = set(h.lower() for h in strip)
         self.downgrade = downgrade
+        self.rule = rule
 
 
 NO_REDIRECTS = Redirect(methods=())
@@ -184,7 +191,9 @@ class Transport(object):
         """Open `url`, following redirects as `redirect` allows; returns a Response or raises an OllamaError."""
         headers = dict(headers or {})
         start = url
+        visited = []
         for _hop in range(MAX_REDIRECTS + 1):
+            visited.append(url)
             try:
                 return Response(self._open_once(url, method, headers, data), url)
             except HTTPError as exc:
@@ -192,11 +201,12 @@ class Transport(object):
                     raise status_error(exc, url, self.describe(start))
                 location = exc.headers.get("Location") if exc.headers else None
                 _close(exc)
-                url, headers = self._next(start, url, method, headers, location, exc.code, redirect)
+                url, headers = self._next(visited, method, headers, location, exc.code, redirect)
         raise OllamaError("%s redirected more than %d times, starting at %s; check the address"
                           % (self.describe(start), MAX_REDIRECTS, redact(start)), url=start)
 
-    def _next(self, start, url, method, headers, location, code, redirect):
+    def _next(self, visited, method, headers, location, code, redirect):
+        start, url = visited[0], visited[-1]
         what = self.describe(start)
         if not location:
             raise OllamaError("%s answered HTTP %d for %s with no Location to go to" % (what, code, urlsplit(url).path),
@@ -218,8 +228,10 @@ class Transport(object):
         if origin(url)[0] == "https" and scheme == "http" and not redirect.downgrade:
             raise OllamaError("%s redirected from HTTPS to plain HTTP (%s); refused (set insecure: true only for a "
                               "registry you trust on the LAN)" % (what, redact(target)), url=url, status=code)
+        if redirect.rule is not None:
+            redirect.rule(list(visited), target, code)
         if origin(target) != origin(url):
-            if not redirect.other_origin:
+            if not redirect.other_origin and redirect.rule is None:
                 raise OllamaError("%s redirected to another address, %s; the connection options (api_token, headers) "
                                   "are not sent there: if that is the server, set base_url to it"
                                   % (what, origin_text(target)), url=url, status=code)

@@ -6,11 +6,28 @@
 Its TLS settings are its own: the system's trust store, plus ``registry_ca_path`` when a site registry has its own
 CA; a bundle seed given a CA of its own (``bundle_ca_path`` or ``bundle_ca_pem``, as the models role gives its peers'
 CA for a rollout) is trusted against that CA alone. Nothing of the Ollama server's connection options (``ca_path``,
-``client_cert``, ``api_token``, ``headers``) is ever used here. A registry that answers 401 with ``WWW-Authenticate:
-Bearer realm=...,service=...,scope=...`` gets what Docker clients and Ollama send: an anonymous ``GET
-<realm>?service=...&scope=...``, and the token it returns as ``Authorization: Bearer``. Blob downloads follow
-redirects to other hosts (registry.ollama.ai sends them to a CDN) without the token, and never from HTTPS to plain
-HTTP unless ``insecure``.
+``client_cert``, ``api_token``, ``headers``) is ever used here.
+
+It reads a registry as the Ollama server's pull does, so that what a module finds there is what the server's pull
+would find, and where it refuses the server's pull fails too. Read from Ollama 0.34.4 (the release the server role
+installs):
+
+- Manifests, a blob's HEAD (which the server sends before its download) and token requests follow a redirect only
+  to the same host and port (``URL.Host``, as written), between hosts of ollama.com, ollama.ai, hf.co and
+  huggingface.co, or anywhere with ``insecure`` (server/images.go ``makeRequest``, its default ``CheckRedirect``;
+  elsewhere the server fails with "blocked redirect to a different host"). Ollama 0.32 followed any redirect here.
+- A blob's GET follows redirects on the same host name (``URL.Hostname()``, any port); the first redirect to another
+  host name is followed only when it is a 307, and that URL (the download URL, a CDN's) is then fetched as any URL
+  is, without the token (server/download.go ``blobDownload.run``; elsewhere the server fails with "unexpected status
+  code 302"). registry.ollama.ai sends blob downloads to a CDN that way.
+- A 401 with ``WWW-Authenticate: Bearer realm=...,service=...,scope=...`` is answered with a ``GET
+  <realm>?service=...&scope=...`` only when the realm's host and port are the registry's own (server/auth.go
+  ``getAuthorizationToken``: "realm host ... does not match original host ..."), and the token is the answer's
+  ``token`` (``api.TokenResponse``; an ``access_token`` alone is not read). The server signs that request with its
+  own key (``~/.ollama/id_ed25519`` in its service user's home), which ollama.com reads to allow private models;
+  this client asks anonymously, since it has no such key, and says so where a registry of ollama.com refuses it.
+
+This client never goes from HTTPS to plain HTTP unless ``insecure`` (a redirect, or a token service named over HTTP).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -46,6 +63,18 @@ from ansible_collections.llmops.ollama.plugins.module_utils._manifest import (
 )
 
 REGISTRY_HINT = "Check the registry address and that this host can reach it."
+# Hosts between which Ollama's server follows a registry's redirects, each with its subdomains (server/images.go
+# allowedRedirectHosts, Ollama 0.34.4).
+REDIRECT_HOSTS = ("ollama.com", "ollama.ai", "hf.co", "huggingface.co")
+# ollama.com's registries (registry.ollama.ai, the default): private models need the server's signed token request.
+OLLAMA_COM_HOSTS = ("ollama.com", "ollama.ai")
+# Why a registry of ollama.com may refuse this client and not the server (see the module docstring).
+SIGNED = ("A private model on ollama.com (or one that is not there): Ollama's server signs its token requests with its "
+          "own key (~/.ollama/id_ed25519 in its service user's home), and ollama.com lets it pull the model when that "
+          "key is connected to an account that may; this module has no such key (it does not read the server's) and "
+          "cannot read what the registry has. The server's own pull can: connect its key to such an account (ollama "
+          "signin, run against that server, opens ollama.com/connect with it); check mode and state latest cannot "
+          "tell for such a model")
 CHALLENGE_PARAM = re.compile(r'\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?')
 MAX_TOKEN_BYTES = 1 << 20
 
@@ -84,6 +113,70 @@ def parse_challenge(header):
     return scheme.lower(), params
 
 
+def go_host(url):
+    """Go's ``URL.Host`` of `url`: its host and port as written (no user info, case kept), which Ollama's server
+    compares for its redirect and token rules."""
+    return urlsplit(url).netloc.rpartition("@")[2]
+
+
+def go_hostname(url):
+    """Go's ``URL.Hostname()`` of `url`: its host without the port (and an IPv6 address without brackets)."""
+    host = go_host(url)
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if ":" in host else host
+
+
+def _among(hostname, domains):
+    return any(hostname == d or hostname.endswith("." + d) for d in domains)
+
+
+def is_ollama_com(url):
+    """Whether `url` is on a registry of ollama.com (registry.ollama.ai, ollama.com, their subdomains)."""
+    return _among(go_hostname(url).lower(), OLLAMA_COM_HOSTS)
+
+
+def server_rule(what, method, path, insecure, token=False):
+    """The redirects Ollama's server follows for a registry's manifests, blob HEADs and token requests (the default
+    CheckRedirect of server/images.go makeRequest): the same host and port, between ollama.com's and Hugging Face's
+    hosts, or any with insecure (which the server never applies to a token request). A Redirect rule (see
+    _http.Redirect)."""
+    def rule(visited, target, status):
+        start = visited[0]
+        if insecure or go_host(target) == go_host(start):
+            return
+        if _among(go_hostname(start), REDIRECT_HOSTS) and _among(go_hostname(target), REDIRECT_HOSTS):
+            return
+        change = ("The token service must answer on its own address" if token else
+                  "The registry must answer on its own address (only a blob's GET may go to another host, with a 307), "
+                  "or, for a registry you trust on the LAN, pull with insecure: true, which follows any redirect")
+        raise OllamaError(
+            "%s answered %s %s with a redirect (HTTP %d) to another host, %s. Ollama's server follows a registry's "
+            "redirects only on the registry's own host and port (or between ollama.com's and Hugging Face's hosts), "
+            "so its pull fails there too (\"blocked redirect to a different host\"); nothing was fetched there. %s"
+            % (what, method, path, status, origin_text(target), change), url=start, status=status)
+    return rule
+
+
+def blob_rule(what, path):
+    """The redirects Ollama's server follows for a blob's GET (server/download.go blobDownload.run): any on the
+    registry's host name; the first one to another host name only when it is a 307, and from that URL (the
+    download URL) on, any. A Redirect rule (see _http.Redirect)."""
+    def rule(visited, target, status):
+        start = visited[0]
+        if any(go_hostname(url) != go_hostname(start) for url in visited[1:]):
+            return  # at the download URL, which the server fetches as any URL
+        if go_hostname(target) == go_hostname(start) or status == 307:
+            return
+        raise OllamaError(
+            "%s answered GET %s with a redirect (HTTP %d) to another host, %s. Ollama's server follows a blob "
+            "download to another host only on 307 (Temporary Redirect), so its pull fails there too (\"unexpected "
+            "status code %d\"); nothing was fetched there. The registry (or the proxy in front of it) must send blob "
+            "downloads to another host with 307, or serve them itself"
+            % (what, path, status, origin_text(target), status), url=start, status=status)
+    return rule
+
+
 class RegistryClient(object):
     def __init__(self, timeout=30, ca_path=None, validate_certs=True, ca_option="registry_ca_path", seed_context=None):
         self.timeout = timeout
@@ -110,10 +203,14 @@ class RegistryClient(object):
         self.tokens = {}  # (realm, service, scope) -> token
 
     # -- requests with the token dance ---------------------------------------------------------------
-    def _get(self, url, scope, headers=None, insecure=False, method="GET"):
-        """GET (or HEAD) a registry URL, answering a Bearer challenge once; returns the open Response."""
+    def _get(self, url, scope, headers=None, insecure=False, method="GET", blob=False):
+        """GET (or HEAD) a registry URL, answering a Bearer challenge once, following redirects as the server does
+        (a blob's GET: blob_rule; anything else: server_rule); returns the open Response."""
         headers = dict(headers or {})
-        redirect = Redirect(methods=("GET", "HEAD"), other_origin=True, strip=("Authorization",), downgrade=insecure)
+        path = urlsplit(url).path
+        rule = (blob_rule(_describe(url), path) if blob and method == "GET" else
+                server_rule(_describe(url), method, path, insecure))
+        redirect = Redirect(methods=("GET", "HEAD"), strip=("Authorization",), downgrade=insecure, rule=rule)
         key = (_origin_of(url), scope)
         token = self.tokens.get(key)
         for attempt in (1, 2):
@@ -130,7 +227,8 @@ class RegistryClient(object):
         raise OllamaError("unreachable")  # pragma: no cover
 
     def _token(self, url, exc, scope, insecure):
-        """The token a Bearer challenge asks for, fetched anonymously from its realm."""
+        """The token a Bearer challenge asks for, fetched anonymously from its realm, which must be on the registry's
+        own host and port as the server requires."""
         challenge = exc.headers.get("WWW-Authenticate") if exc.headers else None
         scheme, params = parse_challenge(challenge)
         where = _describe(url)
@@ -140,10 +238,22 @@ class RegistryClient(object):
                               % (where, (challenge or "no WWW-Authenticate").split(" ")[0], urlsplit(url).path),
                               url=url, status=401)
         realm = params["realm"]
-        parts = urlsplit(realm)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            parts = urlsplit(realm)
+            parts.port  # pylint: disable=pointless-statement  # a port that is not a number raises here
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
             raise OllamaError("%s named a token service that is not an HTTP(S) URL (%s)" % (where, redact(realm)),
                               url=url, status=401)
+        if go_host(realm) != go_host(url):
+            raise OllamaError(
+                "%s sends clients for a token to %s, which is not the registry's own host and port (%s). Ollama's "
+                "server takes a token only from the registry's own host and port, so its pull fails there too "
+                "(realm host \"%s\" does not match original host \"%s\"); nothing was asked there. The registry "
+                "must name a token service (the realm of its WWW-Authenticate) on its own address, e.g. behind the "
+                "proxy in front of it" % (where, redact(realm), go_host(url), go_host(realm), go_host(url)),
+                url=url, status=401)
         if parts.scheme == "http" and urlsplit(url).scheme == "https" and not insecure:
             raise OllamaError("%s named a token service over plain HTTP (%s); refused (set insecure: true only for a "
                               "registry you trust on the LAN)" % (where, redact(realm)), url=url, status=401)
@@ -153,13 +263,16 @@ class RegistryClient(object):
                 query.append(("scope", one))
         sep = "&" if parts.query else "?"
         token_url = realm + (sep + urlencode(query) if query else "")
+        # the server asks without insecure, whatever the pull's (server/auth.go: registryOptions{})
+        rule = server_rule("the token service of %s" % where, "GET", parts.path, False, token=True)
         try:
             resp = self.transport.open(token_url, "GET", {"Accept": "application/json"}, None,
-                                       Redirect(other_origin=True, downgrade=insecure))
+                                       Redirect(methods=("GET",), downgrade=insecure, rule=rule))
         except HTTPStatusError as err:
-            raise OllamaError("the token service of %s (%s) refused an anonymous token for %s: HTTP %s %s. The server "
-                              "cannot pull from there either" % (where, origin_text(realm), scope or "the request",
-                                                                 err.status, err.message), url=url, status=401)
+            text = ("the token service of %s (%s) refused an anonymous token for %s: HTTP %s %s"
+                    % (where, origin_text(realm), scope or "the request", err.status, err.message))
+            raise OllamaError(text + (". " + SIGNED if is_ollama_com(url) else ". The server cannot pull from there "
+                                      "either"), url=url, status=401)
         try:
             raw = resp.read(MAX_TOKEN_BYTES)
         except READ_ERRORS as err:
@@ -170,10 +283,14 @@ class RegistryClient(object):
             answer = json.loads(raw.decode("utf-8"))
         except (ValueError, UnicodeError):
             answer = None
-        token = answer.get("token") or answer.get("access_token") if isinstance(answer, dict) else None
+        token = answer.get("token") if isinstance(answer, dict) else None
         if not isinstance(token, str) or not token or re.search(r"[\x00-\x20\x7f]", token):
-            raise OllamaError("the token service of %s (%s) answered without a usable token"
-                              % (where, origin_text(realm)), url=url, status=401)
+            more = ""
+            if isinstance(answer, dict) and answer.get("access_token"):
+                more = (": it sent access_token, but Ollama's server reads only token, so its pull is refused too "
+                        "(\"unauthorized: access denied\"); the token service must answer {\"token\": ...}")
+            raise OllamaError("the token service of %s (%s) answered without a usable token%s"
+                              % (where, origin_text(realm), more), url=url, status=401)
         return token
 
     # -- manifests -------------------------------------------------------------------------------------
@@ -229,9 +346,12 @@ class RegistryClient(object):
 
     # -- blobs -----------------------------------------------------------------------------------------
     def fetch_blob(self, name, digest, dest, insecure=False):
-        """Download a registry blob of `name` to `dest`, verifying its sha256 on the way. Returns bytes written."""
+        """Download a registry blob of `name` to `dest`, verifying its sha256 on the way. Returns bytes written.
+
+        As the server downloads it: a HEAD first (redirects as for manifests), then the GET (blob_rule)."""
         url = name.blob_url(check_digest(digest), insecure)
-        resp = self._get(url, name.scope, insecure=insecure)
+        self._get(url, name.scope, insecure=insecure, method="HEAD").close()
+        resp = self._get(url, name.scope, insecure=insecure, blob=True)
         return _save(resp, url, digest, dest, _describe(url))
 
     def download_from_seed(self, base, headers, digest, dest):
@@ -312,5 +432,7 @@ def _explain(exc, url, had_token):
         text += (". The registry refused the token it issued" if had_token else
                  ". The registry asks for credentials this module cannot send (the server's api_token is never sent "
                  "to registries)")
+        if is_ollama_com(url):
+            text += ". " + SIGNED
     cls = OllamaNotFound if exc.status == 404 else HTTPStatusError
     return cls(text, url=url, status=exc.status, message=exc.message, headers=exc.headers)

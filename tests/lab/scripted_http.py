@@ -57,22 +57,39 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class ScriptedServer(ThreadingHTTPServer):
-    """`script(handler)` answers each request; `seen` lists them (method, path, headers, body)."""
+    """`script(handler)` answers each request; `seen` lists them (method, path, headers, body). With `context` (an
+    ssl server context, e.g. from pki.LabCA.server_context) it speaks HTTPS."""
 
     daemon_threads = True
 
-    def __init__(self, script=None, host="127.0.0.1"):
+    def __init__(self, script=None, host="127.0.0.1", context=None):
+        self.context = context
         super().__init__((host, 0), Handler)
         self.script = script or (lambda h: h.reply(404, {"error": "no script"}))
         self.seen = []
         threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def get_request(self):
+        sock, addr = super().get_request()
+        if self.context is not None:  # the handshake happens in the handler's thread
+            sock = self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, addr
+
+    def handle_error(self, request, client_address):
+        import ssl
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError)):
+            return  # a client that does not trust the CA, or hung up
+        super().handle_error(request, client_address)
 
     @property
     def port(self):
         return self.server_address[1]
 
     def url(self, host=None):
-        return "http://%s:%d" % (host or self.server_address[0], self.port)
+        return "%s://%s:%d" % ("https" if self.context is not None else "http", host or self.server_address[0],
+                               self.port)
 
     def close(self):
         self.shutdown()

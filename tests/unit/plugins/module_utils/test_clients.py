@@ -5,6 +5,7 @@ answered wrongly. What the real parts do produce is tested against them (tests/i
 """
 import hashlib
 import json
+import os
 
 import pytest
 
@@ -13,8 +14,10 @@ from ansible_collections.llmops.ollama.plugins.module_utils._names import parse_
 from ansible_collections.llmops.ollama.plugins.module_utils._ollama_client import OllamaClient, client_from_params
 from ansible_collections.llmops.ollama.plugins.module_utils._registry_client import (
     RegistryClient,
+    blob_rule,
     parse_challenge,
     seed_url,
+    server_rule,
 )
 from ansible_collections.llmops.ollama.tests.lab.scripted_http import ScriptedServer
 
@@ -218,3 +221,130 @@ def test_a_redirect_to_something_that_is_not_a_url():
         with pytest.raises(OllamaError) as err:
             OllamaClient(srv.url(), timeout=5).version()
     assert "Invalid IPv6 URL" in err.value.msg
+
+
+# -- the world outside the lab: redirects and token realms as Ollama's server takes them -------------------------
+# The rules are Ollama 0.34.4's (server/images.go makeRequest, server/download.go blobDownload.run, server/auth.go
+# getAuthorizationToken); tests/integration/test_registry_rules.py runs the real server beside the modules on them.
+
+def follows(rule, visited, target, status=302):
+    try:
+        rule(visited, target, status)
+    except OllamaError:
+        return False
+    return True
+
+
+def test_the_servers_redirect_rule_for_manifests_heads_and_tokens():
+    rule = server_rule("the registry", "GET", "/v2/ns/m/manifests/latest", insecure=False)
+    start = ["https://reg.example:5000/v2/ns/m/manifests/latest"]
+    assert follows(rule, start, "https://reg.example:5000/other")  # same host and port
+    assert follows(rule, start, "http://reg.example:5000/other")  # the scheme is not compared (HTTPS to HTTP is
+    # refused before the rule, unless insecure)
+    assert not follows(rule, start, "https://reg.example:5001/other", 307)  # the port is part of the host
+    assert not follows(rule, start, "https://reg.example/other", 307)
+    assert not follows(rule, ["https://reg.example/v2/x"], "https://reg.example:443/x")  # as written, as Go compares
+    assert not follows(rule, start, "https://cdn.example/x", 307)
+    # between ollama.com's and Hugging Face's own hosts
+    assert follows(rule, ["https://registry.ollama.ai/v2/x"], "https://cdn.ollama.com/x")
+    assert follows(rule, ["https://registry.ollama.ai/v2/x"], "https://huggingface.co/x")
+    assert not follows(rule, ["https://registry.ollama.ai/v2/x"], "https://r2.cloudflarestorage.com/x", 307)
+    assert not follows(rule, ["https://notollama.com/v2/x"], "https://ollama.com/x")
+    # insecure: any
+    assert follows(server_rule("the registry", "GET", "/", insecure=True), start, "http://elsewhere/x")
+
+
+def test_the_servers_redirect_rule_for_a_blob_download():
+    rule = blob_rule("the registry", "/v2/ns/m/blobs/sha256:" + "a" * 64)
+    start = ["https://reg.example/v2/ns/m/blobs/x"]
+    for status in (301, 302, 303, 307, 308):
+        assert follows(rule, start, "https://reg.example:8443/elsewhere", status)  # the same host name, any port
+    for status in (301, 302, 303, 308):
+        assert not follows(rule, start, "https://cdn.example/x", status)
+    assert follows(rule, start, "https://cdn.example/x", 307)
+    # from the download URL (a 307 away) on, any redirect
+    assert follows(rule, start + ["https://cdn.example/x"], "https://other-cdn.example/y", 302)
+    # a same-host hop first does not make the next one free
+    assert not follows(rule, start + ["https://reg.example/v2/moved"], "https://cdn.example/x", 302)
+
+
+def test_a_blob_sent_elsewhere_by_302_is_not_fetched_and_307_is(tmp_path):
+    """A scripted registry and a second scripted server on another host name (localhost, where the registry is
+    127.0.0.1): a plain Distribution registry cannot be made to redirect its blobs."""
+    blob = b"abc"
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    with ScriptedServer(lambda h: h.reply(200, blob, "application/octet-stream")) as cdn:
+        for status, fetched in ((302, False), (307, True)):
+            del cdn.seen[:]
+
+            def script(h, status=status):
+                if h.command == "HEAD":
+                    return h.reply(200, blob, "application/octet-stream")
+                h.redirect(cdn.url("localhost") + "/blob", status)
+
+            with ScriptedServer(script) as reg:
+                name = parse_model_name("127.0.0.1:%d/ns/m" % reg.port)
+                dest = str(tmp_path / "blob")
+                if fetched:
+                    assert RegistryClient(timeout=5).fetch_blob(name, digest, dest, insecure=True) == 3
+                    os.unlink(dest)
+                else:
+                    with pytest.raises(OllamaError) as err:
+                        RegistryClient(timeout=5).fetch_blob(name, digest, dest, insecure=True)
+                    assert "only on 307 (Temporary Redirect)" in err.value.msg
+                    assert "(\"unexpected status code 302\")" in err.value.msg
+                    assert not os.path.exists(dest) and not os.path.exists(dest + ".partial")
+            assert [s["method"] for s in reg.seen] == ["HEAD", "GET"]  # a HEAD first, as the server sends
+            assert len(cdn.seen) == (1 if fetched else 0)
+
+
+def test_a_token_service_on_another_host_is_not_asked():
+    with ScriptedServer(lambda h: h.reply(200, {"token": "good-token"})) as other:
+        challenge = 'Bearer realm="%s/token",service="reg",scope="repository:ns/m:pull"' % other.url("localhost")
+        with challenge_registry(lambda h: h.reply(200, {"token": "good-token"}), challenge=challenge) as srv:
+            with pytest.raises(OllamaError) as err:
+                RegistryClient(timeout=5).manifest(parse_model_name("127.0.0.1:%d/ns/m" % srv.port), True)
+        assert other.seen == []
+    assert ("realm host \"localhost:%d\" does not match original host \"127.0.0.1:%d\"" % (other.port, srv.port)
+            in err.value.msg)
+    assert "must name a token service (the realm of its WWW-Authenticate) on its own address" in err.value.msg
+
+
+def test_a_token_answer_with_access_token_only_is_refused_as_the_server_reads_it():
+    with challenge_registry(lambda h: h.reply(200, {"access_token": "good-token"})) as srv:
+        with pytest.raises(OllamaError) as err:
+            RegistryClient(timeout=5).manifest(parse_model_name("127.0.0.1:%d/ns/m" % srv.port), True)
+    assert "it sent access_token, but Ollama's server reads only token" in err.value.msg
+    assert "unauthorized: access denied" in err.value.msg
+
+
+@pytest.mark.parametrize("token_answer, says", [
+    (lambda h: h.reply(401, {"errors": [{"code": "UNAUTHORIZED", "message": "unauthorized"}]}),
+     "refused an anonymous token for repository:library/private-one:pull"),
+    (lambda h: h.reply(200, {"token": "anonymous"}), "The registry refused the token it issued"),
+])
+def test_a_private_model_on_ollama_com_says_what_the_server_can_read_and_the_module_cannot(
+        monkeypatch, token_answer, says):
+    """registry.ollama.ai cannot be reached from the lab, and a private model's refusal cannot be had from it
+    anyway: a scripted server stands in for it, reached as this client's HTTP proxy (insecure, plain HTTP), so the
+    request names registry.ollama.ai as a real one would."""
+    def script(h):
+        if "/token" in h.path:
+            return token_answer(h)
+        h.reply(401, {"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]}, headers=[
+            ("WWW-Authenticate", 'Bearer realm="http://registry.ollama.ai/token",service="ollama.com",'
+                                 'scope="repository:library/private-one:pull"')])
+
+    with ScriptedServer(script) as proxy:
+        monkeypatch.setenv("http_proxy", proxy.url())
+        for var in ("no_proxy", "NO_PROXY"):
+            monkeypatch.delenv(var, raising=False)
+        with pytest.raises(OllamaError) as err:
+            RegistryClient(timeout=5).manifest(parse_model_name("private-one"), insecure=True)
+    assert proxy.seen[0]["path"] == "http://registry.ollama.ai/v2/library/private-one/manifests/latest"
+    msg = err.value.msg
+    assert says in msg, msg
+    assert "Ollama's server signs its token requests with its own key (~/.ollama/id_ed25519" in msg, msg
+    assert "this module has no such key (it does not read the server's)" in msg, msg
+    assert "ollama signin" in msg and "ollama.com/connect" in msg, msg
+    assert "The server cannot pull from there either" not in msg
