@@ -14,25 +14,12 @@ import tomllib
 
 import pytest
 
-from tests.integration.codex_run import PLAYBOOK_ENV, Capture, doctor, loaded, run_codex
-from tests.lab import codex_cli
+from tests.integration.codex_run import PLAYBOOK_ENV, doctor, loaded, run_codex
 from tests.lab.paths import REPO
 
 TARGET = REPO / "tests" / "integration" / "targets" / "codex" / "render.yml"
 MARKER = "# Managed by Ansible (llmops.ollama.codex)"
 PROBE = "touch {out}/probe && echo WROTE; cat {secrets}/key && echo READ; rm -f {out}/probe"
-
-
-@pytest.fixture(scope="module")
-def codex():
-    return codex_cli.ensure()
-
-
-@pytest.fixture(scope="module")
-def capture():
-    server = Capture()
-    yield server
-    server.stop()
 
 
 def profiles(root):

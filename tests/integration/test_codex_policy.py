@@ -13,8 +13,7 @@ import tomllib
 
 import pytest
 
-from tests.integration.codex_run import PLAYBOOK_ENV, Capture, run_codex
-from tests.lab import codex_cli
+from tests.integration.codex_run import PLAYBOOK_ENV, run_codex
 from tests.lab.paths import REPO
 
 TARGET = REPO / "tests" / "integration" / "targets" / "codex" / "render.yml"
@@ -27,18 +26,6 @@ POLICY = {
     "codex_allowed_web_search_modes": ["disabled"],
 }
 FALLBACK = "is disallowed by requirements; falling back to required value"
-
-
-@pytest.fixture(scope="module")
-def codex():
-    return codex_cli.ensure()
-
-
-@pytest.fixture(scope="module")
-def capture():
-    server = Capture()
-    yield server
-    server.stop()
 
 
 def user_config(capture, bin_dir):

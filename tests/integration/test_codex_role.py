@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.integration.codex_run import PLAYBOOK_ENV, Capture, doctor, exec_header, loaded
+from tests.integration.codex_run import PLAYBOOK_ENV, doctor, exec_header, loaded
 from tests.lab import codex_cli, ollama_build
 from tests.lab.paths import REPO
 
@@ -36,22 +36,6 @@ MARKER = "# Managed by Ansible (llmops.ollama.codex)"
 MODEL = "lab/Coder_x.y-z:7b-q4_K"
 HEADER = 'team "blue" \\ ünï'
 TOKEN = "s3cret-token"
-
-
-@pytest.fixture(scope="module")
-def codex():
-    return codex_cli.ensure()
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# A real HTTP server that records what Codex sends (headers, token, body) and answers like a provider would not.
-
-
-@pytest.fixture(scope="module")
-def capture():
-    server = Capture()
-    yield server
-    server.stop()
 
 
 # ---------------------------------------------------------------------------------------------------------------
