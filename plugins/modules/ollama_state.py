@@ -58,7 +58,12 @@ options:
         there without following any link. A link on the way, a hard link, a FIFO, socket or device, or a directory
         owned by another account than C(owner) or root, differs (the reason names it), and nothing is read through
         it.
-      - C(units), a list of systemd units, each C(name) with C(active) and C(enabled) (booleans).
+      - C(units), a list of systemd units, each C(name) with C(active) and C(enabled) (booleans), and C(dropins):
+        C(own) (the unit's drop-ins that the caller writes, the one holding its environment first), C(environment)
+        (that drop-in's text as the caller writes it), C(user) and C(group). A drop-in of someone else's that sets
+        one of those environment variables to another value where systemd applies it after the caller's (by file
+        name), through C(EnvironmentFile=) anywhere, or another C(User=) or C(Group=), differs; the reason names the
+        drop-in and what it sets, and RV(found) gives them under the unit's C(takeovers).
       - C(users), a list of users, each C(name) with C(group), C(home), C(shell), C(comment), and C(groups)
         (supplementary groups the user must be in, among those the host has).
       - C(groups), a list of group names the host must have.
@@ -147,6 +152,10 @@ found:
       give its architecture and trained context length.
     - C(users) holds, by name, each user a path (C(~user/)) or a part's C(users) named, with C(home), C(uid),
       C(gid), C(group), C(shell) and C(comment), or null for a user the host does not have.
+    - C(units) holds, by name, systemd's C(LoadState), C(ActiveState), C(UnitFileState) and C(DropInPaths), and for a
+      unit with C(dropins), C(takeovers), the drop-ins of someone else's that set what was declared, each with
+      C(path), C(settings) (the names) and C(shown) (the values of only C(OLLAMA_HOST), C(OLLAMA_MODELS), C(User) and
+      C(Group): no other value, which could be a secret, is returned).
   returned: always
   type: dict
 roles:
@@ -178,6 +187,7 @@ from ansible_collections.llmops.ollama.plugins.module_utils._registry_client imp
 from ansible_collections.llmops.ollama.plugins.module_utils._lock import InvalidLock, pins
 from ansible_collections.llmops.ollama.plugins.module_utils import _user_path as user_path
 from ansible_collections.llmops.ollama.plugins.module_utils._names import InvalidModelName, parse_model_list
+from ansible_collections.llmops.ollama.plugins.module_utils._systemd import environment, takeovers
 
 PATH_KEYS = ("path", "type", "sha256", "lines", "owner", "group", "mode", "target", "cert_valid_for", "under")
 PART_KEYS = ("paths", "units", "users", "groups", "packages", "server", "gpu", "read", "always")
@@ -295,7 +305,7 @@ class Reader(object):
     def unit(self, name):
         if name not in self.units:
             rc, out, err = self.module.run_command(["systemctl", "show", "-p", "LoadState", "-p", "ActiveState",
-                                                    "-p", "UnitFileState", "--", name])
+                                                    "-p", "UnitFileState", "-p", "DropInPaths", "--", name])
             props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line) if rc == 0 else {}
             said = "; ".join(line.strip() for line in (err or out).splitlines() if line.strip())
             self.units[name] = props or dict(error=said or "systemctl failed")
@@ -428,6 +438,14 @@ def check_unit(reader, name, want, reasons):
         reasons.append("unit %s: %s" % (name, have.get("ActiveState")))
     if "enabled" in want and (have.get("UnitFileState") == "enabled") != boolean(want["enabled"]):
         reasons.append("unit %s: %s at boot" % (name, have.get("UnitFileState")))
+    if want.get("dropins") is not None:
+        declared = want["dropins"]
+        found = takeovers(have.get("DropInPaths", "").split(), declared.get("own") or [],
+                          environment(declared.get("environment") or ""), declared.get("user"), declared.get("group"))
+        have["takeovers"] = found
+        for entry in found:
+            reasons.append("unit %s: the drop-in %s sets %s over the declared value%s" % (
+                name, entry["path"], ", ".join(entry["settings"]), "s" if len(entry["settings"]) > 1 else ""))
 
 
 def check_user(reader, name, want, reasons):
@@ -628,6 +646,12 @@ def validate(parts):
             field = "path" if key == "paths" else "name"
             if not isinstance(items, list) or not all(isinstance(i, dict) and i.get(field) for i in items):
                 return "parts: %s: %s must be a list of dictionaries, each with its %s" % (name, key, field)
+        for want in part.get("units") or []:
+            dropins = want.get("dropins")
+            if dropins is not None and not (isinstance(dropins, dict) and isinstance(dropins.get("own") or [], list)
+                                            and isinstance(dropins.get("environment") or "", str)):
+                return ("parts: %s: units: %s: dropins must be a dictionary with own (a list of paths), environment "
+                        "(a drop-in's text), user and group" % (name, want["name"]))
         for key in ("groups", "packages", "read"):
             items = part.get(key) or []
             if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
