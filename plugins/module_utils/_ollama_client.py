@@ -391,12 +391,16 @@ class OllamaClient(object):
                 total += size
         return total
 
-    def push_blob(self, digest, path):
-        """Upload the file at `path` as blob `digest` to the server, which verifies the digest before keeping it."""
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
-            self._open("/api/blobs/" + digest, "POST", data=f,
-                       headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"}).close()
+    def push_blob(self, digest, source):
+        """Upload `source`, the path of a file or a file open for reading (from its start), as blob `digest` to the
+        server, which verifies the digest before keeping it. Returns the bytes sent."""
+        if isinstance(source, str):
+            with open(source, "rb") as f:
+                return self.push_blob(digest, f)
+        size = os.fstat(source.fileno()).st_size
+        self._open("/api/blobs/" + digest, "POST", data=source,
+                   headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"}).close()
+        return size
 
     def copy(self, source, destination):
         self._json("/api/copy", "POST", {"source": source, "destination": destination})

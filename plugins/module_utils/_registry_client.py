@@ -35,6 +35,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import base64
+import errno
 import hashlib
 import json
 import os
@@ -75,6 +76,7 @@ SIGNED = ("A private model on ollama.com (or one that is not there): Ollama's se
           "cannot read what the registry has. The server's own pull can: connect its key to such an account (ollama "
           "signin, run against that server, opens ollama.com/connect with it); check mode and state latest cannot "
           "tell for such a model")
+NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 CHALLENGE_PARAM = re.compile(r'\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?')
 MAX_TOKEN_BYTES = 1 << 20
 
@@ -361,8 +363,9 @@ class RegistryClient(object):
         return _save(resp, url, digest, dest, _describe_seed(url))
 
 
-def seed_url(url):
-    """(URL without credentials, headers carrying them) of a bundle_url, which may hold user:password@."""
+def seed_url(url, username=None, password=None):
+    """(URL without credentials, headers carrying them) of a bundle_url, which may hold user:password@; `username`
+    and `password` (bundle_username, bundle_password) are a login given apart from the URL, each at most once."""
     try:
         parts = urlsplit(url)
         parts.port  # pylint: disable=pointless-statement  # a port that is not a number raises here
@@ -371,9 +374,15 @@ def seed_url(url):
                           % exc)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise OllamaError("bundle_url %s is not an http:// or https:// URL of the bundle directory" % redact(url))
+    if username and parts.username:
+        raise OllamaError("bundle_url %s holds a user name, and bundle_username is set too: give the user name once"
+                          % redact(url))
+    if password and parts.password:
+        raise OllamaError("bundle_url %s holds a password, and bundle_password is set too: give it once, as "
+                          "bundle_password (an option Ansible keeps out of its output)" % redact(url))
     headers = {}
-    if parts.username is not None or parts.password is not None:
-        login = "%s:%s" % (unquote(parts.username or ""), unquote(parts.password or ""))
+    if username or password or parts.username is not None or parts.password is not None:
+        login = "%s:%s" % (username or unquote(parts.username or ""), password or unquote(parts.password or ""))
         headers["Authorization"] = "Basic " + base64.b64encode(login.encode("utf-8")).decode("ascii")
     netloc = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), parts.query, "")), headers
@@ -382,11 +391,18 @@ def seed_url(url):
 def _save(resp, url, digest, dest, what, chunk=1 << 20):
     """Write the body to `dest`.partial, verify it is `digest`, rename it to `dest`. Returns bytes written.
 
+    Whatever is at `dest`.partial (a leftover of an interrupted download) is removed first, and the file is made anew
+    (O_EXCL, O_NOFOLLOW): nothing there, such as a link or a FIFO, is ever written through or opened.
     A failure to read is an OllamaError; a failure to write (the disk) is the OSError itself."""
     partial = dest + ".partial"
     h, written = hashlib.sha256(), 0
     try:
-        with open(partial, "wb") as out:
+        try:
+            os.unlink(partial)
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+        with os.fdopen(os.open(partial, NEW_FILE, 0o666), "wb") as out:
             while True:
                 try:
                     block = resp.read(chunk)

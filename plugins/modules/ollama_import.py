@@ -65,19 +65,47 @@ options:
     type: dict
     required: true
   staging_dir:
-    description: Directory on the host where the missing blobs have been copied (as C(sha256-<hex>) files).
+    description:
+      - Directory on the host where the missing blobs have been copied (as C(sha256-<hex>) files), or where they are
+        downloaded from O(bundle_url). Made, mode C(0700), when a download needs it.
+      - On a host where others have accounts, a directory they could write (such as one in C(/var/tmp)) is a way to
+        make root follow their links. So it is used only when it is a directory (not a link) owned by root (or the
+        user the module runs as) that neither its group nor others can write, and every directory above it is owned
+        by root (or that user) and, when its group or others can write it, sticky. A symbolic link above it is
+        followed only when root (or that user) owns it. Anything else fails the task, naming the path and what was
+        found there (the link's target, the owner, the mode).
+      - A staged blob is read only when it is a regular file with one link; a link, FIFO, socket, device or hard link
+        named like a blob fails the task, naming it, and is never opened.
+      - The default is in C(/var/cache), which only root can write.
     type: path
-    default: /var/tmp/ollama-bundle
+    default: /var/cache/ollama-bundle
   bundle_url:
     description:
       - Where the bundle is served over HTTP on the LAN (a seed host or the controller), for example
         C(http://seed.example.com/ollama-bundle). Missing blobs are then downloaded from it by the host itself,
         verified, and imported in the same call, instead of being staged beforehand.
-      - It may hold a user name and password (C(https://user:password@seed/bundle)), sent as HTTP basic
-        authentication to that server only; the password is kept out of the task's output and messages.
+      - A login for that server goes in O(bundle_username) and O(bundle_password), sent as HTTP basic authentication
+        to that server only (not to a server it redirects to).
+      - It may also hold the login (C(https://user:password@seed/bundle)), as it did before those options. The module
+        keeps that password out of its output and messages, but Ansible itself does not know it is a secret, and
+        shows it wherever the task's arguments are shown before the module runs (a failure of their checks, at
+        C(-vvv)). Give the password as O(bundle_password) instead.
       - Over C(https://), the server's certificate is checked against the system's trust store and O(registry_ca_path),
         or against O(bundle_ca_path) or O(bundle_ca_pem) alone when one is given. Verification cannot be turned off.
     type: str
+  bundle_username:
+    description:
+      - The user name sent with O(bundle_password) to the server at O(bundle_url) (HTTP basic authentication). None
+        sends an empty user name, or the one O(bundle_url) holds (C(https://user@seed/bundle)).
+    type: str
+    version_added: 0.3.0
+  bundle_password:
+    description:
+      - The password sent to the server at O(bundle_url) (HTTP basic authentication), with O(bundle_username). It is
+        kept out of the task's output, messages and invocation, as Ansible keeps any C(no_log) option.
+      - Over C(http://) it crosses the network in the clear; prefer C(https://).
+    type: str
+    version_added: 0.3.0
   bundle_ca_path:
     description:
       - PEM file, on the host, of the CA that signed the certificate of the server at O(bundle_url) (which must then be
@@ -121,6 +149,14 @@ EXAMPLES = r"""
     bundle_url: https://seed.example.com/ollama-bundle
     bundle_ca_pem: "{{ lookup('ansible.builtin.file', '/srv/pki/seed-ca.pem') }}"
 
+- name: Fetch the missing blobs from a seed that asks for a login, and import them
+  llmops.ollama.ollama_import:
+    models: [llama3.2:3b]
+    index: "{{ lookup('ansible.builtin.file', '/srv/ollama-bundle/index.json') | from_json }}"
+    bundle_url: https://seed.example.com/ollama-bundle
+    bundle_username: fleet
+    bundle_password: "{{ vault_seed_password }}"
+
 - name: Find what the server lacks
   llmops.ollama.ollama_import:
     models: [llama3.2:3b]
@@ -131,7 +167,7 @@ EXAMPLES = r"""
 - name: Stage the missing blobs from the bundle on the controller
   ansible.builtin.copy:
     src: "/srv/ollama-bundle/blobs/{{ item.digest | replace(':', '-') }}"
-    dest: "/var/tmp/ollama-bundle/"
+    dest: "/var/cache/ollama-bundle/"
     mode: "0644"
   loop: "{{ plan.missing_blobs }}"
 
@@ -183,7 +219,7 @@ import json
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.six.moves.urllib.parse import urlsplit
+from ansible.module_utils.six.moves.urllib.parse import unquote, urlsplit
 
 from ansible_collections.llmops.ollama.plugins.module_utils._http import OllamaError, redact
 from ansible_collections.llmops.ollama.plugins.module_utils._lock import InvalidLock, pins
@@ -201,6 +237,8 @@ from ansible_collections.llmops.ollama.plugins.module_utils._names import (
     parse_listed_name,
     parse_model_list,
 )
+from ansible_collections.llmops.ollama.plugins.module_utils._staging import DEFAULT as DEFAULT_STAGING
+from ansible_collections.llmops.ollama.plugins.module_utils._staging import UnsafeStaging, open_blob, staging_dir
 from ansible_collections.llmops.ollama.plugins.module_utils._store import (
     atomic_write,
     default_models_dir,
@@ -208,7 +246,6 @@ from ansible_collections.llmops.ollama.plugins.module_utils._store import (
     manifest_path,
     old_blobs,
     prune_layers,
-    sha256_file,
 )
 
 
@@ -263,8 +300,10 @@ def main():
     argument_spec.update(
         models=dict(type="list", elements="raw", required=True),
         index=dict(type="dict", required=True),
-        staging_dir=dict(type="path", default="/var/tmp/ollama-bundle"),
+        staging_dir=dict(type="path", default=DEFAULT_STAGING),
         bundle_url=dict(type="str"),
+        bundle_username=dict(type="str"),
+        bundle_password=dict(type="str", no_log=True),
         bundle_ca_path=dict(type="path"),
         bundle_ca_pem=dict(type="str"),
         models_dir=dict(type="path"),
@@ -272,7 +311,8 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            mutually_exclusive=[("bundle_ca_path", "bundle_ca_pem")],
-                           required_by={"bundle_ca_path": "bundle_url", "bundle_ca_pem": "bundle_url"})
+                           required_by={"bundle_ca_path": "bundle_url", "bundle_ca_pem": "bundle_url",
+                                        "bundle_username": "bundle_url", "bundle_password": "bundle_url"})
     staging = module.params["staging_dir"]
     models_dir = module.params["models_dir"] or default_models_dir()
     seed, seed_headers = None, {}
@@ -281,10 +321,11 @@ def main():
     except ValueError:
         password = None  # seed_url() says what is wrong with it
     if password:
-        module.no_log_values.add(password)  # out of every output, the invocation included
+        module.no_log_values.update((password, unquote(password)))  # out of every output, the invocation included
     try:
         if module.params["bundle_url"]:
-            seed, seed_headers = seed_url(module.params["bundle_url"])
+            seed, seed_headers = seed_url(module.params["bundle_url"], module.params["bundle_username"],
+                                          module.params["bundle_password"])
             if (module.params["bundle_ca_path"] or module.params["bundle_ca_pem"]) and not seed.startswith("https:"):
                 raise OllamaError("bundle_url %s is not https://: the CA of bundle_ca_path or bundle_ca_pem is for a "
                                   "bundle server that speaks TLS, and nothing is fetched unencrypted from a server "
@@ -331,36 +372,65 @@ def main():
     if errors:
         module.fail_json(msg="; ".join(errors))
 
+    # The staging directory, only when blobs are missing (see module_utils/_staging.py): as this host resolves it, or
+    # None when it is missing.
+    folder = None
+    if missing:
+        try:
+            folder, there = staging_dir(staging)
+            folder = folder if there else None
+        except UnsafeStaging as exc:
+            module.fail_json(msg=str(exc))
+        except (IOError, OSError) as exc:
+            module.fail_json(msg="staging_dir %s: %s" % (staging, exc))
+
     def staged(digest):
-        return os.path.join(staging, check_digest(digest).replace(":", "-"))
+        return check_digest(digest).replace(":", "-")
 
     def staged_whole(digest, size):
-        """Whether the staged file of `digest` is that blob (its size, then its sha256)."""
-        path = staged(digest)
-        try:
-            return os.path.getsize(path) == size and "sha256:" + sha256_file(path) == digest.lower()
-        except (IOError, OSError):
-            return False
+        """None when `digest` is not staged, else whether the staged file is that blob (its size, then its sha256).
+        UnsafeStaging for anything but a regular file with one link."""
+        if folder is None:
+            return None
+        f = open_blob(folder, staged(digest))
+        if f is None:
+            return None
+        with f:
+            if os.fstat(f.fileno()).st_size != size:
+                return False
+            h = hashlib.sha256()
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return "sha256:" + h.hexdigest() == digest.lower()
 
-    missing_blobs = [dict(digest=d, size=size) for d, size in missing.items() if not staged_whole(d, size)]
+    try:
+        found = dict((d, staged_whole(d, size)) for d, size in missing.items())
+    except UnsafeStaging as exc:
+        module.fail_json(msg=str(exc))
+    except (IOError, OSError) as exc:
+        module.fail_json(msg="reading the staged blobs in %s failed: %s (check the disk)" % (staging, exc))
+    missing_blobs = [dict(digest=d, size=size) for d, size in missing.items() if not found[d]]
     changed = any(s["action"] != "none" for s, _n, _e in steps)
     uploaded = 0
     if not module.check_mode and changed:
         try:
             if seed and missing_blobs:
-                if not os.path.isdir(staging):
-                    os.makedirs(staging, 0o700)
+                folder = staging_dir(staging, make=True)[0]
                 for blob in missing_blobs:
-                    registry.download_from_seed(seed, seed_headers, blob["digest"], staged(blob["digest"]))
+                    registry.download_from_seed(seed, seed_headers, blob["digest"],
+                                                os.path.join(folder, staged(blob["digest"])))
+                    found[blob["digest"]] = True
                 missing_blobs = []
+        except UnsafeStaging as exc:
+            module.fail_json(msg=str(exc))
         except OllamaError as exc:
             module.fail_json(msg="fetching blobs from the bundle at %s: %s" % (redact(seed), exc.msg))
         except (IOError, OSError) as exc:
             module.fail_json(msg="staging blobs in %s failed: %s (check the disk)" % (staging, exc))
-        damaged = [b for b in missing_blobs if os.path.isfile(staged(b["digest"]))]
+        damaged = [b for b in missing_blobs if found[b["digest"]] is False]
         for blob in damaged:
             try:
-                os.unlink(staged(blob["digest"]))  # so that the next run copies it again
+                os.unlink(os.path.join(folder, staged(blob["digest"])))  # so that the next run copies it again
             except OSError:
                 pass
         if damaged:
@@ -376,9 +446,13 @@ def main():
         replaced = []
         try:
             for digest in missing:
-                client.push_blob(digest, staged(digest))
-                uploaded += os.path.getsize(staged(digest))
-                os.unlink(staged(digest))
+                blob = open_blob(folder, staged(digest))
+                if blob is None:
+                    raise UnsafeStaging("%s was removed from %s during the import; run again"
+                                        % (staged(digest), folder))
+                with blob:
+                    uploaded += client.push_blob(digest, blob)
+                os.unlink(os.path.join(folder, staged(digest)))
             for step, name, entry in steps:
                 if step["action"] == "none":
                     continue
@@ -390,6 +464,8 @@ def main():
             if replaced and not module.params["noprune"]:
                 prune_layers(models_dir, replaced)
             now = client.models()
+        except UnsafeStaging as exc:
+            module.fail_json(msg=str(exc))
         except OllamaError as exc:
             module.fail_json(msg="importing into the server at %s: %s" % (client.base_url, exc.msg))
         except (IOError, OSError) as exc:

@@ -646,6 +646,8 @@ def import_wild(url_strategy, name_strategy, index_strategy, paths, seeds):
         "staging_dir": paths,
         "models_dir": paths,
         "bundle_url": st.one_of(seeds, junk, st.text(max_size=20)),
+        "bundle_username": st.one_of(st.text(max_size=10), junk),
+        "bundle_password": st.one_of(st.text(max_size=10), junk),
         "base_url": url_strategy,
         "timeout": timeouts,
         "headers": header_maps,

@@ -3,10 +3,14 @@ bundle_ca_path): the real peer server (roles/models/files/serve_blobs.py, run as
 on loopback with a certificate from a CA made here with openssl (tests/lab/pki.py), the real `ollama serve` to import
 into, the module in-process (tests/lab/module_run.py). The host trusts that CA alone for the peer: the import works
 over IPv4 and IPv6 and then changes nothing; with another CA, a CA given for an http:// URL, a blob the peer does not
-serve (outside the rollout's list), the task fails saying why, without a traceback or the password.
+serve (outside the rollout's list), the task fails saying why, without a traceback or the password. The password as
+the no_log option bundle_password (as the role's wave gives it, tasks/wave.yml, run here through ansible-playbook -vvv
+on two local hosts) is in no output, not even where the module refused its arguments before it ran, where a password
+inside bundle_url was shown (in the play's output and the async job's file).
 """
 import hashlib
 import json
+import sys
 import urllib.request
 
 import pytest
@@ -15,6 +19,7 @@ from ansible_collections.llmops.ollama.plugins.modules import ollama_import
 from tests.lab import models
 from tests.lab.module_run import assert_clear_failure, run_module
 from tests.lab.ollama_server import OllamaServer
+from tests.lab.paths import REPO
 from tests.lab.peer import Peer, ipv6_loopback, tls_file
 from tests.lab.pki import LabCA
 
@@ -120,3 +125,89 @@ def test_a_ca_that_cannot_be_used_is_named(pki, tmp_path, url, ca, message):
     assert_clear_failure(code, result)
     assert message in result["msg"], result["msg"]
     assert PASSWORD not in json.dumps(result)
+
+
+# -- the password as an option of its own (bundle_username, bundle_password), no_log -------------------------------
+
+def test_the_password_as_an_option_logs_in_and_stays_out_of_the_result(peer, pki, tmp_path):
+    srv, index = peer
+    with OllamaServer() as server:
+        args = import_args(server, tmp_path, index, srv.url("127.0.0.1"), bundle_username="peer",
+                           bundle_password=PASSWORD, bundle_ca_pem=pki[0].cert.read_text())
+        code, result = run_module(ollama_import, args)
+        assert code == 0 and result["changed"], result
+        assert listed(server) == {ROLLOUT: index["models"][ROLLOUT]["digest"]}
+    assert PASSWORD not in json.dumps(result)
+    if "invocation" in result:  # ansible-core 2.21 leaves the invocation out of a module's result
+        assert result["invocation"]["module_args"]["bundle_password"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+
+
+def test_a_wrong_password_as_an_option_is_refused_by_the_peer(peer, pki, tmp_path):
+    srv, index = peer
+    with OllamaServer() as server:
+        args = import_args(server, tmp_path, index, srv.url("127.0.0.1"), bundle_username="peer",
+                           bundle_password="not-" + PASSWORD, bundle_ca_pem=pki[0].cert.read_text())
+        code, result = run_module(ollama_import, args)
+        assert listed(server) == {}
+    assert_clear_failure(code, result)
+    assert "the bundle server at https://127.0.0.1:%d answered HTTP 401" % srv.port in result["msg"], result["msg"]
+
+
+@pytest.mark.parametrize("url,more,message", [
+    # the module refuses its arguments before it runs: the option is masked, where a password in the URL is not
+    ("https://127.0.0.1:1", dict(noprune="maybe"), "argument 'noprune' is of type str"),
+    ("https://peer:%s@127.0.0.1:1" % PASSWORD, dict(bundle_password=PASSWORD),
+     "bundle_url https://127.0.0.1:1 holds a password, and bundle_password is set too: give it once"),
+    ("https://peer@127.0.0.1:1", dict(bundle_username="peer"),
+     "bundle_url https://127.0.0.1:1 holds a user name, and bundle_username is set too"),
+])
+def test_a_task_refused_keeps_the_password_option_out(tmp_path, url, more, message):
+    args = dict(base_url="http://127.0.0.1:1", models=[ROLLOUT], index={"models": {}}, bundle_url=url,
+                bundle_password=PASSWORD, staging_dir=str(tmp_path / "staging"))
+    args.update(more)
+    code, result = run_module(ollama_import, args)
+    assert_clear_failure(code, result)
+    assert message in result["msg"], result["msg"]
+    assert PASSWORD not in json.dumps(result)
+
+
+WAVE = REPO / "tests" / "integration" / "targets" / "models_wave" / "playbook.yml"
+
+
+def wave(playbook, srv, server, tmp_path, ca, index, **more):
+    """The role's wave (tasks/wave.yml) at -vvv on two local hosts: `fetcher` fetches from `source` (whose server is
+    the peer `srv`), as an async job; returns the run and the text of the async job files it left."""
+    inventory = tmp_path / "hosts.yml"
+    local = dict(ansible_connection="local", ansible_python_interpreter=sys.executable)
+    inventory.write_text(json.dumps({"all": {"hosts": {
+        "source": dict(local, __ollama_models_mine=dict(wave=0, source=None, serves=1),
+                       __ollama_models_peer_url="https://127.0.0.1:%d" % srv.port,
+                       __ollama_models_peer_secret=PASSWORD),
+        "fetcher": dict(local, __ollama_models_mine=dict(wave=1, source="source", serves=0))}}}))
+    jobs = tmp_path / "async"
+    variables = dict(wave=1, index=index, ca=ca, ollama_models=[ROLLOUT], ollama_models_base_url=server.url,
+                     ollama_models_store_dir=str(server.models_dir), ollama_models_staging_dir=str(tmp_path / "s"),
+                     ollama_models_bundle_spread_seconds=120)
+    variables.update(more)
+    run = playbook(WAVE, inventory=str(inventory), extra_vars=variables, args=["-vvv"],
+                   env={"ANSIBLE_ASYNC_DIR": str(jobs)})
+    left = "".join(p.read_text(errors="replace") for p in jobs.rglob("*") if p.is_file()) if jobs.exists() else ""
+    return run, left
+
+
+def test_a_waves_password_is_in_no_output_at_vvv(playbook, peer, pki, tmp_path):
+    """wave.yml gives the source's password as bundle_password: the import works, and the password is nowhere in
+    the play's -vvv output or the async job's files, also when the module refuses its arguments (before it runs,
+    where a password in bundle_url was shown)."""
+    srv, index = peer
+    with OllamaServer() as server:
+        run, left = wave(playbook, srv, server, tmp_path, pki[0].cert.read_text(), index)
+        assert run.rc == 0, run.output[-4000:]
+        assert listed(server) == {ROLLOUT: index["models"][ROLLOUT]["digest"]}
+        assert "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" in run.output  # -vvv shows the invocation, the password masked
+        assert PASSWORD not in run.output and PASSWORD not in left
+        run, left = wave(playbook, srv, server, tmp_path, pki[0].cert.read_text(), index,
+                         ollama_models_noprune="maybe")
+        assert run.rc != 0 and "argument 'noprune' is of type str" in run.output, run.output[-4000:]
+        assert '"bundle_url": "https://127.0.0.1:%d"' % srv.port in run.output  # the invocation is shown
+        assert PASSWORD not in run.output and PASSWORD not in left

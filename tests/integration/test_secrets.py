@@ -1,7 +1,9 @@
 """Secrets stay secret (issue 13 item 3): the values of `headers` are no_log as api_token is, and a bundle_url's
 password is sent to the bundle server only, as basic authentication, and never shows in a message or in the task's
 `invocation`. Modules run in-process (tests/lab/module_run.py) against a real `ollama serve`; the bundle server is a
-scripted local server that asks for a login (a seed host's web server), which the lab has no real one of.
+scripted local server that asks for a login (a seed host's web server), which the lab has no real one of. The models
+role's login for such a seed (ollama_models_bundle_username, ollama_models_bundle_password) reaches it, and is in no
+line of the play's -vvv output.
 """
 import base64
 import hashlib
@@ -14,6 +16,7 @@ from tests.lab import models
 from tests.lab.module_run import assert_clear_failure, run_module
 from tests.lab.net import free_port
 from tests.lab.ollama_server import OllamaServer
+from tests.lab.paths import REPO
 from tests.lab.scripted_http import ScriptedServer
 
 HEADER_SECRET = "hdr-secret-4471"
@@ -91,3 +94,27 @@ def test_a_bundle_server_refusing_the_login_is_named_without_the_password(server
                                     "at http://127.0.0.1:%d answered HTTP 401" % (srv.port, srv.port)), result["msg"]
     assert "registry" not in result["msg"]
     assert PASSWORD not in json.dumps(result)
+
+
+def test_the_models_roles_seed_login_is_sent_and_in_no_output_at_vvv(playbook, server, tmp_path):
+    """The models role with a seed that asks for a login (ollama_models_bundle_username and _password): the role
+    gives the password to ollama_import as its no_log option, the hosts fetch from the seed with it, and it is nowhere
+    in the play's -vvv output."""
+    name = "site.example:5000/team/seed-login:latest"
+    index = bundle(tmp_path, name)
+    (tmp_path / "index.json").write_text(json.dumps(index))
+    with seed(tmp_path, PASSWORD) as srv:
+        run = playbook(REPO / "tests" / "integration" / "targets" / "models_bundle" / "playbook.yml", args=["-vvv"],
+                       extra_vars=dict(server_url=server.url, results_file=str(tmp_path / "results.json"),
+                                       ollama_models=[name], ollama_models_source="bundle",
+                                       ollama_models_bundle_dir=str(tmp_path), ollama_models_bundle_fetch=False,
+                                       ollama_models_bundle_url="http://127.0.0.1:%d" % srv.port,
+                                       ollama_models_bundle_username="team", ollama_models_bundle_password=PASSWORD,
+                                       ollama_models_base_url=server.url,
+                                       ollama_models_store_dir=str(server.models_dir),
+                                       ollama_models_staging_dir=str(tmp_path / "staging")))
+    assert run.rc == 0, run.output[-4000:]
+    assert [m["name"] for m in json.loads((tmp_path / "results.json").read_text())["models"]].count(name) == 1
+    assert {s["headers"].get("Authorization", "")[:6] for s in srv.seen} == {"Basic "}
+    assert "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" in run.output  # -vvv shows the import's invocation, masked
+    assert PASSWORD not in run.output
