@@ -58,7 +58,7 @@ options:
         there without following any link. A link on the way, a hard link, a FIFO, socket or device, or a directory
         owned by another account than C(owner) or root, differs (the reason names it), and nothing is read through
         it.
-      - C(units), a list of systemd units, each C(name) with C(active) and C(enabled) (booleans), and C(dropins):
+      - C(units), a list of systemd units, each C(name) with C(active) and C(enabled) (booleans), and C(dropins), with
         C(own) (the unit's drop-ins that the caller writes, the one holding its environment first), C(environment)
         (that drop-in's text as the caller writes it), C(user) and C(group). A drop-in of someone else's that sets
         one of those environment variables to another value where systemd applies it after the caller's (by file
@@ -155,7 +155,7 @@ found:
     - C(units) holds, by name, systemd's C(LoadState), C(ActiveState), C(UnitFileState) and C(DropInPaths), and for a
       unit with C(dropins), C(takeovers), the drop-ins of someone else's that set what was declared, each with
       C(path), C(settings) (the names) and C(shown) (the values of only C(OLLAMA_HOST), C(OLLAMA_MODELS), C(User) and
-      C(Group): no other value, which could be a secret, is returned).
+      C(Group); no other value, which could be a secret, is returned).
   returned: always
   type: dict
 roles:

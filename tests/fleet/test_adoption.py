@@ -137,8 +137,8 @@ def test_a_host_that_ran_ollama_is_refused_then_adopted_keeping_its_models(adopt
     # an administrator's `systemctl edit ollama` on the converged host: the look sees it, the role names it
     lab.ssh(HOST, "printf '[Service]\\nEnvironment=\"OLLAMA_HOST=0.0.0.0:11434\"\\nLimitNOFILE=65536\\n' > %s"
                   " && systemctl daemon-reload" % OVERRIDE)
-    later = lab.playbook(SERVER, limit=HOST, extra_vars=dict(told, ollama_server_version=OLD,
-                                                                   ollama_server_foreign_dropins="refuse"))
+    refusing = dict(told, ollama_server_version=OLD, ollama_server_foreign_dropins="refuse")
+    later = lab.playbook(SERVER, limit=HOST, extra_vars=refusing)
     assert later.rc != 0, later.output[-4000:]
     msgs = messages(later)
     assert any(OVERRIDE in m and "sets OLLAMA_HOST," in m for m in msgs), later.output[-4000:]
