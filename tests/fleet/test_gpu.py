@@ -1,4 +1,5 @@
-"""GPU servers on the lab fleet: the role's GPU branch, its early failure, the report, the fit check, the ROCm archive.
+"""GPU servers on the lab fleet: the role's GPU branch, its early failure, the report, the fit check, the ROCm and
+MLX archives.
 
 The lab has no GPU. The NVIDIA "GPU" of these tests is a RECORDED-OUTPUT STAND-IN for nvidia-smi: a shell
 script installed on lab2 as /usr/local/bin/nvidia-smi for one test and removed after it, which prints what
@@ -29,6 +30,7 @@ from tests.lab.paths import LAB_CACHE, REPO
 HOST = "lab2"
 CPU_HOST = "lab1"
 NEW, OLD = ollama_build.VERSIONS
+MLX_ARCHIVE = "ollama-linux-amd64-mlx.tar.zst"
 FIXTURES = REPO / "tests" / "unit" / "fixtures" / "gpu" / "nvidia"
 STANDIN = "/usr/local/bin/nvidia-smi"
 
@@ -160,10 +162,33 @@ def test_model_larger_than_the_host_is_refused_and_nothing_downloaded(lab):
     assert "llmops.ollama.server : " not in check.output  # lab2 did not reach the roles
 
 
-def _rocm_standin_mirror(versions):
+def _mlx_standin_archive(version, dest):
+    """An MLX archive STAND-IN with the layout of Ollama's: its release workflow (.github/workflows/release.yaml) puts
+    the lib/ollama/mlx* members of its amd64 build in ollama-linux-amd64-mlx.tar.zst, with `tar c -T <list> --owner 0
+    --group 0 | zstd`, and its MLX build installs into lib/ollama/mlx_cuda_v13 (Dockerfile, cmake/mlx/). So: the
+    folder lib/ollama/mlx_cuda_v13 and its files, no entries for lib/ or lib/ollama/. Its libmlx.so is a text file, not
+    MLX; there is no libmlxc.so, the library Ollama's server loads from lib/ollama/mlx_* when it starts, so the server
+    never loads a stand-in (its MLX stays unavailable: these tests are about the role's handling of the archive)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "lib" / "ollama" / "mlx_cuda_v13"
+        (folder / "include").mkdir(parents=True)
+        note = "Stand-in for the MLX libraries of Ollama %s, made by tests/fleet/test_gpu.py: not MLX.\n" % version
+        (folder / "libmlx.so").write_text(note)
+        (folder / "include" / "STAND-IN.txt").write_text(note)
+        with open(str(dest), "wb") as out:
+            tar = subprocess.Popen(["tar", "c", "-T", "-", "--owner", "0", "--group", "0"], cwd=tmp,
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            zstd = subprocess.Popen(["zstd", "-q"], stdin=tar.stdout, stdout=out)
+            tar.stdout.close()
+            tar.communicate(b"lib/ollama/mlx_cuda_v13\n")
+            assert zstd.wait() == 0 and tar.returncode == 0
+
+
+def _rocm_standin_mirror(versions, prefix="gputest", mlx=False):
     """A mirror directory with the real release archives and a ROCm archive STAND-IN (official layout,
-    lib/ollama/rocm/, holding only a note: not ROCm), all listed in its sha256sum.txt."""
-    name = "gputest-%d" % os.getpid()
+    lib/ollama/rocm/, holding only a note: not ROCm), and with mlx an MLX archive STAND-IN, all listed in its
+    sha256sum.txt."""
+    name = "%s-%d" % (prefix, os.getpid())
     root = LAB_CACHE / "mirror" / name
     for version in versions:
         vdir = root / ("v" + version)
@@ -180,6 +205,8 @@ def _rocm_standin_mirror(versions):
                 t.add(Path(tmp) / "lib", arcname="lib")
             subprocess.run(["zstd", "-q", "-f", str(Path(tmp) / "rocm.tar"), "-o",
                             str(vdir / "ollama-linux-amd64-rocm.tar.zst")], check=True)
+        if mlx:
+            _mlx_standin_archive(version, vdir / MLX_ARCHIVE)
         sums = "".join("%s  %s\n" % (hashlib.sha256(p.read_bytes()).hexdigest(), p.name)
                        for p in sorted(vdir.glob("*.tar.zst")))
         (vdir / "sha256sum.txt").write_text(sums)
@@ -227,3 +254,122 @@ def test_rocm_archive_added_to_the_version_directory(lab, rocm_mirror):
     assert sh(lab, HOST, "readlink /opt/ollama/current").strip() == "/opt/ollama/versions/%s" % OLD
     assert "HSA_OVERRIDE_GFX_VERSION=11.0.0" in sh(lab, HOST, "cat /etc/systemd/system/ollama.service.d/10-environment.conf")
     assert json.loads(sh(lab, HOST, "curl -fsS http://127.0.0.1:11434/api/version"))["version"] == OLD
+
+
+def _changed_tasks(output, host):
+    """The titles of the tasks and handlers that changed `host`, in the order they ran."""
+    titles, title = [], None
+    for line in output.splitlines():
+        if line.startswith(("TASK [", "RUNNING HANDLER [")):
+            title = line.split("[", 1)[1].rsplit("]", 1)[0]
+        elif line.startswith("changed: [%s]" % host) and title:
+            titles.append(title)
+    return titles
+
+
+def _answers(lab):
+    """The version the server answers, waiting for it (the role's handler restarts it at the end of the play)."""
+    return json.loads(sh(lab, HOST, "curl -fsS --retry 30 --retry-delay 1 --retry-connrefused "
+                                    "http://127.0.0.1:11434/api/version"))["version"]
+
+
+def _version_tree(lab, version):
+    """Every file and folder of a version directory, with its inode and mode."""
+    return sh(lab, HOST, "cd /opt/ollama/versions/%s && find . -printf '%%p %%i %%m\\n' | sort" % version)
+
+
+@pytest.fixture
+def mlx_mirror(lab):
+    """Two stand-in mirrors: `good`, the real release archives with ROCm and MLX archive STAND-INS for both lab
+    versions, listed in its sha256sum.txt; `damaged`, the same sha256sum.txt with a damaged MLX archive of NEW."""
+    name, root = _rocm_standin_mirror([NEW, OLD], prefix="mlxtest", mlx=True)
+    damaged = root.with_name(name + "-damaged") / ("v" + NEW)
+    damaged.mkdir(parents=True)
+    os.link(str(root / ("v" + NEW) / ollama_build.ASSET), str(damaged / ollama_build.ASSET))
+    shutil.copy(str(root / ("v" + NEW) / "sha256sum.txt"), str(damaged / "sha256sum.txt"))
+    good = (root / ("v" + NEW) / MLX_ARCHIVE).read_bytes()
+    (damaged / MLX_ARCHIVE).write_bytes(good[:-16] + b"\0" * 16)
+    base = "%s/%s" % (lab.site["mirror_url"], name)
+    yield {"good": base, "damaged": base + "-damaged"}
+    # leave lab2 as found: the version in use without the stand-ins, no OLD version, no cached stand-ins
+    restore = lab.playbook("servers.yml", limit=HOST)
+    sh(lab, HOST, "rm -rf /opt/ollama/versions/{new}/lib/ollama/mlx_cuda_v13 /opt/ollama/versions/{new}/lib/ollama/rocm "
+                  "/opt/ollama/versions/{new}/.{mlx}.sha256 /opt/ollama/versions/{new}/.ollama-linux-amd64-rocm.tar.zst.sha256 "
+                  "/opt/ollama/versions/{old} /var/cache/ollama-archives/*/{mlx} "
+                  "/var/cache/ollama-archives/*/ollama-linux-amd64-rocm.tar.zst; "
+                  "rmdir /var/cache/ollama-archives/{new} /var/cache/ollama-archives/{old} 2>/dev/null"
+       .format(new=NEW, old=OLD, mlx=MLX_ARCHIVE), check=False)
+    shutil.rmtree(str(root), ignore_errors=True)
+    shutil.rmtree(str(root.with_name(name + "-damaged")), ignore_errors=True)
+    assert restore.rc == 0, restore.output[-4000:]
+
+
+def test_mlx_archive_added_verified_and_kept_by_each_version(lab, mlx_mirror):
+    """ollama_server_mlx on lab2 (x86_64), from STAND-IN mirrors (see _mlx_standin_archive: the archives have the
+    real layout and are not MLX): predicted in check mode, refused when damaged with the running version untouched,
+    added to the version in use (restarted), a no-op again; with the ROCm stand-in too, added to the other lab version before the
+    switch to it; a rollback keeps each version's own; turned off, it stays."""
+    vdir, odir = "/opt/ollama/versions/%s" % NEW, "/opt/ollama/versions/%s" % OLD
+    on = {"ollama_server_mlx": True, "ollama_server_download_base_url": mlx_mirror["good"]}
+    sums = {v: sh(lab, HOST, "curl -fsS %s/v%s/sha256sum.txt" % (mlx_mirror["good"], v)) for v in (NEW, OLD)}
+    before, pid = _version_tree(lab, NEW), _main_pid(lab)
+    assert "mlx_cuda_v13" not in before
+
+    check = lab.playbook("servers.yml", limit=HOST, extra_vars=on, check=True)
+    assert check.rc == 0 and check.stats[HOST]["changed"] > 0, check.output[-6000:]
+    assert "Would add %s %s from %s/v%s/%s" % (MLX_ARCHIVE, NEW, mlx_mirror["good"], NEW, MLX_ARCHIVE) in check.output
+    assert _version_tree(lab, NEW) == before and _main_pid(lab) == pid
+
+    damaged = lab.playbook("servers.yml", limit=HOST, extra_vars=dict(
+        on, ollama_server_download_base_url=mlx_mirror["damaged"]))
+    assert damaged.rc != 0 and damaged.stats[HOST]["failed"] == 1, damaged.output[-6000:]
+    assert ("Could not get a verified %s %s from %s/v%s/%s: its sha256 is "
+            % (MLX_ARCHIVE, NEW, mlx_mirror["damaged"], NEW, MLX_ARCHIVE)) in damaged.output, damaged.output[-6000:]
+    assert "(checksum mismatch). Nothing was installed; the running version is unchanged." in damaged.output
+    assert _version_tree(lab, NEW) == before and _main_pid(lab) == pid
+    assert sh(lab, HOST, "readlink /opt/ollama/current").strip() == vdir and _answers(lab) == NEW
+
+    run = lab.playbook("servers.yml", limit=HOST, extra_vars=on)
+    assert run.rc == 0, run.output[-6000:]
+    assert "Ollama %s" % NEW in sh(lab, HOST, "cat %s/lib/ollama/mlx_cuda_v13/libmlx.so" % vdir)
+    # lab2 applies umask 027: the archive's folders are opened to the service user all the same
+    assert sh(lab, HOST, "stat -c %%a %s/lib/ollama/mlx_cuda_v13 %s/lib/ollama/mlx_cuda_v13/include" % (vdir, vdir)
+              ).split() == ["755", "755"]
+    marker = sh(lab, HOST, "cat %s/.%s.sha256" % (vdir, MLX_ARCHIVE)).strip()
+    assert "%s  %s\n" % (marker, MLX_ARCHIVE) in sums[NEW]
+    assert _main_pid(lab) != pid  # the running version was restarted on its new libraries
+    assert _answers(lab) == NEW
+
+    again = lab.playbook("servers.yml", limit=HOST, extra_vars=on)
+    assert again.rc == 0 and again.stats[HOST]["changed"] == 0, again.output[-4000:]
+    assert "llmops.ollama._install : " not in again.output  # the look found the marker: no step ran
+    kept = _version_tree(lab, NEW)
+
+    # the other version, with the ROCm archive too: unpacked, both archives added, then switched to (once restarted)
+    upgrade = lab.playbook("servers.yml", limit=HOST, extra_vars=dict(
+        on, ollama_server_gpu_archive="rocm", ollama_server_version=OLD))
+    assert upgrade.rc == 0, upgrade.output[-6000:]
+    changed = _changed_tasks(upgrade.output, HOST)
+    adds = [i for i, title in enumerate(changed) if title == "llmops.ollama._install : Add the files to the directory"]
+    assert len(adds) == 2 and max(adds) < changed.index("llmops.ollama.server : Switch the current version"), changed
+    assert "llmops.ollama.server : Restart ollama" not in changed, changed  # the handler: never for a version not in use
+    assert "Ollama %s" % OLD in sh(lab, HOST, "cat %s/lib/ollama/mlx_cuda_v13/libmlx.so" % odir)
+    assert "not ROCm" in sh(lab, HOST, "cat %s/lib/ollama/rocm/STAND-IN.txt" % odir)
+    for asset in (MLX_ARCHIVE, "ollama-linux-amd64-rocm.tar.zst"):
+        assert "%s  %s\n" % (sh(lab, HOST, "cat %s/.%s.sha256" % (odir, asset)).strip(), asset) in sums[OLD]
+    assert sh(lab, HOST, "readlink /opt/ollama/current").strip() == odir and _answers(lab) == OLD
+    assert _version_tree(lab, NEW) == kept
+
+    # back to NEW: its own MLX archive, the same files, nothing fetched or added
+    back = lab.playbook("servers.yml", limit=HOST, extra_vars=on)
+    assert back.rc == 0, back.output[-6000:]
+    assert "llmops.ollama._install : Add the files to the directory" not in _changed_tasks(back.output, HOST)
+    assert _version_tree(lab, NEW) == kept
+    assert sh(lab, HOST, "cat %s/.%s.sha256" % (vdir, MLX_ARCHIVE)).strip() == marker
+    assert "Ollama %s" % OLD in sh(lab, HOST, "cat %s/lib/ollama/mlx_cuda_v13/libmlx.so" % odir)
+    assert sh(lab, HOST, "readlink /opt/ollama/current").strip() == vdir and _answers(lab) == NEW
+
+    # turned off: nothing to do, the archive stays in the version that has it
+    off = lab.playbook("servers.yml", limit=HOST)
+    assert off.rc == 0 and off.stats[HOST]["changed"] == 0, off.output[-4000:]
+    assert _version_tree(lab, NEW) == kept

@@ -50,12 +50,12 @@ ANSIBLE_CORE = (
 ANSIBLE_CORE_MAIN = "2.19.14"
 # The integration tests of the roles (run where the row says "all"): the codex role (its files, policy, model
 # catalog and permission profiles, checked with the real Codex CLI, and the users' homes it writes in), the proxy
-# role's validation, the server role's preflight, the models role's bundles (with two tests of ollama_bundle's and
-# ollama_model's pruning beside them) and the internal install routine (roles/_install) the server and codex roles
-# use. On a "modules" row the users' homes and the install routine were a third of the integration part's time (127 s
-# and 105 s of 664 s, 2.21).
+# role's validation, the server role's preflight and MLX archive, the models role's bundles (with two tests of
+# ollama_bundle's and ollama_model's pruning beside them) and the internal install routine (roles/_install) the server
+# and codex roles use. On a "modules" row the users' homes and the install routine were a third of the integration
+# part's time (127 s and 105 s of 664 s, 2.21).
 ROLE_TESTS = ("tests/integration/test_codex_role.py", "tests/integration/test_codex_policy.py",
               "tests/integration/test_codex_permissions.py", "tests/integration/test_codex_catalog.py",
               "tests/integration/test_codex_user_paths.py", "tests/integration/test_proxy_validate.py",
-              "tests/integration/test_server_preflight.py", "tests/integration/test_models_bundle.py",
-              "tests/integration/test_install_routine.py")
+              "tests/integration/test_server_preflight.py", "tests/integration/test_server_mlx.py",
+              "tests/integration/test_models_bundle.py", "tests/integration/test_install_routine.py")
