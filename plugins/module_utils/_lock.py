@@ -193,7 +193,7 @@ def install_by_digest(client, registry, name, raw, manifest, models_dir, insecur
             if client.has_blob(digest):
                 continue
             path = os.path.join(staging, digest.replace(":", "-"))
-            fetched += registry.fetch_blob(name, digest, path, insecure)
+            fetched += registry.fetch_blob(name, digest, path, insecure, keep=False)  # the staging goes at the end
             client.push_blob(digest, path)
             os.unlink(path)
         existing = find_manifest(models_dir, name)

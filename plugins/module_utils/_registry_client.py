@@ -40,6 +40,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 
 from ansible.module_utils.six.moves.urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 
@@ -203,6 +204,8 @@ class RegistryClient(object):
         self.transport.tls_hint = lambda: ("If the registry has a CA of its own, give it with %s (the server needs it "
                                            "too: SSL_CERT_FILE in its environment)." % ca_option)
         self.tokens = {}  # (realm, service, scope) -> token
+        self.fetched_bytes = 0  # blob bytes downloaded, in all
+        self.resumed_bytes = 0  # blob bytes an interrupted download had kept, not downloaded again
 
     # -- requests with the token dance ---------------------------------------------------------------
     def _get(self, url, scope, headers=None, insecure=False, method="GET", blob=False):
@@ -347,20 +350,42 @@ class RegistryClient(object):
         return raw, manifest
 
     # -- blobs -----------------------------------------------------------------------------------------
-    def fetch_blob(self, name, digest, dest, insecure=False):
-        """Download a registry blob of `name` to `dest`, verifying its sha256 on the way. Returns bytes written.
+    def fetch_blob(self, name, digest, dest, insecure=False, keep=True):
+        """Download a registry blob of `name` to `dest`, verifying its sha256 on the way. Returns the bytes fetched
+        (a download an earlier run left unfinished is resumed: see _save; its bytes are added to `resumed_bytes`).
+        `keep`: whether an interrupted download keeps its partial file for the next run (False where the caller
+        removes the directory anyway).
 
         As the server downloads it: a HEAD first (redirects as for manifests), then the GET (blob_rule)."""
         url = name.blob_url(check_digest(digest), insecure)
         self._get(url, name.scope, insecure=insecure, method="HEAD").close()
-        resp = self._get(url, name.scope, insecure=insecure, blob=True)
-        return _save(resp, url, digest, dest, _describe(url))
+
+        def open_at(start):
+            return self._get(url, name.scope, headers=_range(start), insecure=insecure, blob=True)
+
+        return self._count(_save(open_at, url, digest, dest, _describe(url), keep=keep))
 
     def download_from_seed(self, base, headers, digest, dest):
-        """Download blob `digest` of a bundle served at `base` (see seed_url) to `dest`. Returns bytes written."""
+        """Download blob `digest` of a bundle served at `base` (see seed_url) to `dest`. Returns the bytes fetched
+        (resuming a download an earlier run left unfinished, as fetch_blob does)."""
         url = "%s/blobs/%s" % (base, check_digest(digest).replace(":", "-"))
-        resp = self.seed.open(url, "GET", headers, None, Redirect(other_origin=True, strip=("Authorization",)))
-        return _save(resp, url, digest, dest, _describe_seed(url))
+
+        def open_at(start):
+            sent = dict(headers, **_range(start))
+            return self.seed.open(url, "GET", sent, None, Redirect(other_origin=True, strip=("Authorization",)))
+
+        return self._count(_save(open_at, url, digest, dest, _describe_seed(url)))
+
+    def _count(self, counts):
+        fetched, resumed = counts
+        self.fetched_bytes += fetched
+        self.resumed_bytes += resumed
+        return fetched
+
+
+def _range(start):
+    """The headers asking for a blob from byte `start` on (none for the whole blob)."""
+    return {"Range": "bytes=%d-" % start} if start else {}
 
 
 def seed_url(url, username=None, password=None):
@@ -388,44 +413,136 @@ def seed_url(url, username=None, password=None):
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), parts.query, "")), headers
 
 
-def _save(resp, url, digest, dest, what, chunk=1 << 20):
-    """Write the body to `dest`.partial, verify it is `digest`, rename it to `dest`. Returns bytes written.
+def _save(open_at, url, digest, dest, what, chunk=1 << 20, keep=True):
+    """Download blob `digest` to `dest`.partial, verify its sha256, rename it to `dest`. Returns (bytes fetched now,
+    bytes resumed: kept from an interrupted download and not fetched again).
 
-    Whatever is at `dest`.partial (a leftover of an interrupted download) is removed first, and the file is made anew
-    (O_EXCL, O_NOFOLLOW): nothing there, such as a link or a FIFO, is ever written through or opened.
-    A failure to read is an OllamaError; a failure to write (the disk) is the OSError itself."""
+    `open_at(start)` opens the download (a Response): the whole blob when `start` is 0, else from byte `start` on
+    (``Range: bytes=<start>-``). A `dest`.partial left by an interrupted download is resumed when it is a regular file
+    with one link owned by this user (opened with O_NOFOLLOW and O_NONBLOCK, then looked at with fstat): its bytes are
+    hashed and the rest is asked for. A 206 whose Content-Range starts there is appended; a 200 (the server ignores
+    Range) starts over, as does a 206 of another range; a 416 (the partial file is whole, or too long) renames it when
+    it verifies and starts over when not. Anything else at that name (a link, a FIFO, a file of another user or with
+    other links) is removed, never opened through, and the file is made anew (O_EXCL, O_NOFOLLOW).
+    A failed read keeps the partial file (unless not `keep`), so that the next run continues from there (an
+    OllamaError saying so); a blob whose sha256 is not `digest` is removed (an OllamaError); a failure to write (the
+    disk) removes it and is the OSError itself."""
     partial = dest + ".partial"
-    h, written = hashlib.sha256(), 0
+    want = digest.replace("-", ":", 1).lower()
+    out, h = _partial_file(partial, chunk)
+    kept = out.tell()
+    resp = None
     try:
+        if kept:
+            try:
+                resp = open_at(kept)
+            except HTTPStatusError as exc:
+                if exc.status != 416:
+                    raise
+                if "sha256:" + h.hexdigest() == want:  # the partial file is the whole blob
+                    out.close()
+                    os.rename(partial, dest)
+                    return 0, kept
+            if resp is None or resp.status != 206 or _range_start(resp.headers.get("Content-Range")) != kept:
+                if resp is not None and resp.status != 200:  # a range it was not asked for: ask for the whole blob
+                    resp.close()
+                    resp = None
+                out.seek(0)  # start over
+                out.truncate()
+                h, kept = hashlib.sha256(), 0
+        if resp is None:
+            resp = open_at(0)
+        written = kept
+        length = _length(resp.headers.get("Content-Length"))
         try:
-            os.unlink(partial)
-        except OSError as exc:
-            if exc.errno != errno.ENOENT:
-                raise
-        with os.fdopen(os.open(partial, NEW_FILE, 0o666), "wb") as out:
             while True:
                 try:
                     block = resp.read(chunk)
-                except READ_ERRORS as exc:
-                    raise OllamaError("downloading %s from %s failed after %d bytes: %s; run again to finish"
-                                      % (digest, what, written, short(exc)), url=url)
+                    if not block and length is not None and written - kept < length:
+                        # http.client's read(n) ends quietly where the connection closed before the body did
+                        raise OllamaError("the connection closed after %d of the %d bytes of the answer"
+                                          % (written - kept, length))
+                except READ_ERRORS + (OllamaError,) as exc:
+                    out.flush()
+                    if not keep:
+                        raise OllamaError("downloading %s from %s failed after %d bytes: %s; run again to download it"
+                                          % (digest, what, written, short(exc)), url=url)
+                    raise OllamaError(
+                        "downloading %s from %s failed after %d bytes (%d of them in this run): %s. The %d bytes "
+                        "received are kept in %s, and the next run continues from there (it asks only for the rest)"
+                        % (digest, what, written, written - kept, short(exc), written, partial), url=url)
                 if not block:
                     break
-                h.update(block)
                 out.write(block)
+                h.update(block)
                 written += len(block)
-    except Exception:
-        if os.path.exists(partial):
-            os.unlink(partial)
+        finally:
+            resp.close()
+        out.close()
+    except OllamaError:
+        empty = out.closed or not (out.flush() or os.fstat(out.fileno()).st_size)
+        out.close()
+        if empty or not keep:  # nothing to resume; else the partial file stays and the next run resumes it
+            _unlink(partial)
         raise
-    finally:
-        resp.close()
-    if "sha256:" + h.hexdigest() != digest.replace("-", ":", 1).lower():
-        os.unlink(partial)
-        raise OllamaError("%s sent a blob whose sha256 is %s, not %s; nothing was kept"
-                          % (what, h.hexdigest(), digest), url=url)
+    except BaseException:
+        out.close()
+        _unlink(partial)
+        raise
+    if "sha256:" + h.hexdigest() != want:
+        _unlink(partial)
+        resumed = (" (%d bytes, the first %d of them kept from an interrupted download)" % (written, kept)
+                   if kept else "")
+        raise OllamaError("%s sent a blob whose sha256 is %s, not %s%s; nothing was kept, and the next run downloads "
+                          "it whole" % (what, h.hexdigest(), digest, resumed), url=url)
     os.rename(partial, dest)
-    return written
+    return written - kept, kept
+
+
+def _partial_file(partial, chunk):
+    """(file open for writing at its end, sha256 of the bytes before that) for `partial`: the file an interrupted
+    download left when it is a regular file with one link owned by this user; else a new, empty one (whatever was
+    at that name removed first)."""
+    try:
+        fd = os.open(partial, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:
+            _unlink(partial)  # a link (ELOOP), a file this user may not write: never opened through
+        fd = None
+    if fd is not None:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and st.st_uid == os.geteuid():
+            out = os.fdopen(fd, "r+b")
+            h = hashlib.sha256()
+            try:
+                for block in iter(lambda: out.read(chunk), b""):
+                    h.update(block)
+            except BaseException:
+                out.close()
+                raise
+            return out, h
+        os.close(fd)
+        _unlink(partial)  # a FIFO, a device, a file of another user or with other links
+    return os.fdopen(os.open(partial, NEW_FILE, 0o666), "wb"), hashlib.sha256()
+
+
+def _length(header):
+    """A Content-Length header's bytes, or None."""
+    return int(header) if header and header.strip().isdigit() else None
+
+
+def _range_start(header):
+    """The first byte of a ``Content-Range: bytes <first>-<last>/<size>`` header, or None."""
+    found = re.match(r"^\s*bytes\s+(\d+)-\d+/(?:\d+|\*)\s*$", header or "")
+    return int(found.group(1)) if found else None
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:
+            raise
 
 
 def _origin_of(url):

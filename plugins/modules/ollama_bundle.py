@@ -21,6 +21,11 @@ description:
     directory is a valid bundle too (run this module with no models to index it).
   - Blobs are written to C(.partial) files and renamed only when complete and verified; the manifest is written last.
     An interrupted run leaves the bundle consistent and the next run finishes it.
+  - A download that was interrupted keeps its C(.partial) file, and the next run resumes it, asking the registry only
+    for the bytes still missing (C(Range)); a registry that ignores C(Range) sends the whole blob again. The whole
+    blob's sha256 is verified as always, and a blob that does not match is removed. What was resumed is in
+    RV(resumed_bytes). A C(.partial) file that is not a regular file of the user the module runs as, with one link
+    (a symbolic link, a FIFO), is removed and the download starts over, never opened through.
   - Manifests are checked as Ollama checks them (every digest C(sha256:<64 hex>)) before anything is written.
   - When a model is updated (V(latest), or a new C(digest)) or removed, the blobs that no manifest in the bundle uses
     any more are removed (RV(pruned)), so the bundle does not grow with every new build.
@@ -124,10 +129,22 @@ models:
       description: Bytes of the model's blobs.
       type: int
     bytes:
-      description: Bytes downloaded from the registry for this model (in check mode, that would be).
+      description:
+        - Bytes downloaded from the registry for this model (in check mode, that would be, counting whole blobs).
+        - The bytes an interrupted run had kept are not downloaded again, nor counted here
+          (RV(models[].resumed_bytes)).
+      type: int
+    resumed_bytes:
+      description:
+        - Bytes of this model's blobs that an interrupted earlier run had downloaded and kept (C(.partial) files), which
+          were not downloaded again. 0 in check mode.
       type: int
 bytes:
   description: Bytes downloaded from the registry in all.
+  returned: always
+  type: int
+resumed_bytes:
+  description: Bytes that interrupted earlier runs had downloaded and kept, and that were not downloaded again, in all.
   returned: always
   type: int
 index:
@@ -375,7 +392,8 @@ def main():
     results, planned = [], set()
     changes = {}  # listed name -> the index entry this run writes (None: removed), for check mode's index
     for given, name, state in wanted:
-        result = dict(name=given, model=name.short, state=state, action="none", digest=None, size=None, bytes=0)
+        result = dict(name=given, model=name.short, state=state, action="none", digest=None, size=None, bytes=0,
+                      resumed_bytes=0)
         results.append(result)
         try:
             local, digest, manifest = local_manifest(root, name)
@@ -420,9 +438,12 @@ def main():
             if module.check_mode:
                 continue
             os.makedirs(os.path.join(root, "blobs"), exist_ok=True)
+            result.update(bytes=0, resumed_bytes=0)
             for blob_digest, size in walked:
                 if not store.good(blob_digest, size):
-                    registry.fetch_blob(name, blob_digest, blob_path(root, blob_digest), insecure)
+                    resumed = registry.resumed_bytes
+                    result["bytes"] += registry.fetch_blob(name, blob_digest, blob_path(root, blob_digest), insecure)
+                    result["resumed_bytes"] += registry.resumed_bytes - resumed
                     store.fetched(blob_digest)
             atomic_write(target, raw)
         except OllamaNotFound as exc:
@@ -435,6 +456,7 @@ def main():
                              models=results)
     changes.pop(None, None)  # a manifest Ollama would not list is not in the index either
     total = sum(r["bytes"] for r in results)
+    resumed_total = sum(r["resumed_bytes"] for r in results)
     changed = any(r["action"] != "none" for r in results)
     # a build replaced or a model removed leaves blobs no manifest uses: they go, as Ollama's own pull removes them
     prune = any(r["action"] in ("updated", "removed") for r in results)
@@ -463,7 +485,8 @@ def main():
     after = set(before)
     after.difference_update(r["model"] for r in results if r["action"] == "removed")
     after.update(r["model"] for r in results if r["action"] in ("fetched", "updated"))
-    result = dict(changed=changed, models=results, bytes=total, index=index_path, index_content=index,
+    result = dict(changed=changed, models=results, bytes=total, resumed_bytes=resumed_total, index=index_path,
+                  index_content=index,
                   pruned=[dict(digest=d, size=s) for d, s in pruned])
     if module._diff:
         result["diff"] = dict(before="".join(m + "\n" for m in before)

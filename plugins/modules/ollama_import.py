@@ -84,6 +84,9 @@ options:
       - Where the bundle is served over HTTP on the LAN (a seed host or the controller), for example
         C(http://seed.example.com/ollama-bundle). Missing blobs are then downloaded from it by the host itself,
         verified, and imported in the same call, instead of being staged beforehand.
+      - A download that is interrupted keeps its C(.partial) file in O(staging_dir), and the next run asks the server
+        only for the bytes still missing (C(Range); a server that ignores it sends the whole blob again), then
+        verifies the whole blob's sha256 as always (RV(resumed_bytes)).
       - A login for that server goes in O(bundle_username) and O(bundle_password), sent as HTTP basic authentication
         to that server only (not to a server it redirects to).
       - It may also hold the login (C(https://user:password@seed/bundle)), as it did before those options. The module
@@ -210,6 +213,17 @@ missing_blobs:
   elements: dict
 staged_bytes:
   description: Bytes uploaded to the server from the staging directory.
+  returned: always
+  type: int
+seed_bytes:
+  description: Bytes downloaded from O(bundle_url) into the staging directory (0 without it).
+  returned: always
+  type: int
+resumed_bytes:
+  description:
+    - Bytes of the blobs downloaded from O(bundle_url) that an interrupted earlier run had kept in the staging
+      directory (C(.partial) files) and that were not downloaded again, when the bundle server answers C(Range)
+      requests (one that does not sends the whole blob again).
   returned: always
   type: int
 """
@@ -480,7 +494,8 @@ def main():
                 step["model"] = listed.get("name") or step["model"]
     results = [s for s, _n, _e in steps]
     result = dict(changed=changed, models=results, missing_blobs=missing_blobs if module.check_mode else [],
-                  staged_bytes=uploaded)
+                  staged_bytes=uploaded, seed_bytes=registry.fetched_bytes if registry else 0,
+                  resumed_bytes=registry.resumed_bytes if registry else 0)
     if module._diff:
         before = index.listed()
         after = sorted(set(before) | set(s["model"] for s in results if s["action"] != "none"))

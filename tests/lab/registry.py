@@ -17,9 +17,9 @@ benchmarks can measure what crossed the "WAN" (`GET /_lab/stats`, reset with `DE
   requires, and signs RS256 JWTs that Distribution verifies against `rootcertbundle`. Anonymous pulls are granted,
   except in the namespace `private`, which is refused (a registry that needs a login). Pushes go through the plain
   registry sharing the same storage.
-- Blob GETs that Distribution allows are answered with 307 to a CDN on another host name (`127.0.0.2`), with a signed
-  and expiring URL, as registry.ollama.ai redirects to Cloudflare R2; the CDN serves the bytes (ranges too) and
-  refuses unsigned requests.
+- Blob GETs that Distribution allows (ranged ones too) are answered with 307 to a CDN on another host name
+  (`127.0.0.2`), with a signed and expiring URL, as registry.ollama.ai redirects to Cloudflare R2; the CDN serves the
+  bytes (ranges too) and refuses unsigned requests.
 
 Every request the public front, its token service and its CDN see is kept in `requests` (method, path, headers, and
 whether a client certificate was presented).
@@ -233,7 +233,8 @@ class FrontHandler(BaseHTTPRequestHandler):
             client = self.client_address[0]
             if "/manifests/" in path and self.command == "GET":
                 self.server.count(client, "manifest_requests")
-            if is_blob and resp.status == 200 and self.command == "GET" and self.server.cdn is not None:
+            if is_blob and resp.status in (200, 206) and self.command == "GET" and self.server.cdn is not None:
+                # a ranged GET (a resumed download) too, as registry.ollama.ai sends every blob GET to its CDN
                 location = self.server.cdn.signed_url(path.rsplit("/", 1)[1])
                 self.send_response(307, "Temporary Redirect")
                 self.send_header("Location", location)
