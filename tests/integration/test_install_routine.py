@@ -113,11 +113,7 @@ def install(variables, check=False):
     """ansible-playbook under umask 027 (the routine's directories must not depend on it)."""
     from tests.conftest import run_playbook
 
-    previous = os.umask(0o027)
-    try:
-        return run_playbook(PLAYBOOK, extra_vars=variables, check=check)
-    finally:
-        os.umask(previous)
+    return run_playbook(PLAYBOOK, extra_vars=variables, check=check, umask=0o027)
 
 
 def tree(root):

@@ -13,7 +13,6 @@ the role on real hosts, with the server).
 """
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -162,11 +161,7 @@ def settings(mirror, root, **more):
 
 def add_mlx(variables, check=False):
     """ansible-playbook under umask 027, as on a hardened host (the added folders must not depend on it)."""
-    previous = os.umask(0o027)
-    try:
-        return run_playbook(MLX, extra_vars=variables, check=check)
-    finally:
-        os.umask(previous)
+    return run_playbook(MLX, extra_vars=variables, check=check, umask=0o027)
 
 
 def sums_line(mirror):

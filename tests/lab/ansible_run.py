@@ -42,8 +42,9 @@ class PlaybookRun:
 
 
 def run_playbook(playbook, inventory="localhost,", extra_vars=None, check=False, diff=False, env=None, args=(),
-                 capture=True):
-    """Run ansible-playbook with the collection installed from the work tree; return a PlaybookRun."""
+                 capture=True, umask=None):
+    """Run ansible-playbook with the collection installed from the work tree; return a PlaybookRun. With `umask`
+    (0o027, as on a hardened host), ansible-playbook runs under it."""
     import time
 
     cmd = ["ansible-playbook", "-i", str(inventory), str(playbook)]
@@ -58,7 +59,8 @@ def run_playbook(playbook, inventory="localhost,", extra_vars=None, check=False,
     cmd += list(args)
     started = time.time()
     proc = subprocess.run(cmd, cwd=str(REPO), env=ansible_env(env), universal_newlines=True, check=False,
-                          stdout=subprocess.PIPE if capture else None, stderr=subprocess.STDOUT if capture else None)
+                          stdout=subprocess.PIPE if capture else None, stderr=subprocess.STDOUT if capture else None,
+                          preexec_fn=(lambda: os.umask(umask)) if umask is not None else None)
     return PlaybookRun(proc, time.time() - started)
 
 
