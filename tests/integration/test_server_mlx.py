@@ -14,12 +14,10 @@ the role on real hosts, with the server).
 import hashlib
 import json
 import shutil
-import tempfile
-from pathlib import Path
 
 import pytest
 
-from tests.integration.test_install_routine import Mirror, make_archive, tree
+from tests.integration.test_install_routine import Mirror, make_archive, root, tree  # noqa: F401 (root: a fixture)
 from tests.lab.ansible_run import run_playbook
 from tests.lab.paths import REPO
 from tests.lab.versions import OLLAMA
@@ -140,14 +138,6 @@ def mirror(tmp_path_factory):
     served.folder = folder
     yield served
     served.stop()
-
-
-@pytest.fixture
-def root():
-    folder = Path(tempfile.mkdtemp(prefix="server-mlx-"))
-    folder.chmod(0o755)
-    yield folder
-    shutil.rmtree(str(folder))
 
 
 def settings(mirror, root, **more):
