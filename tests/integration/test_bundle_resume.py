@@ -7,6 +7,7 @@ unchanged to the real registry, cutting the connection after K bytes). Through t
 307 to a CDN) the resume follows the redirect with its Range. The module runs in-process (tests/lab/module_run.py)."""
 import hashlib
 import json
+import time
 import urllib.request
 
 import pytest
@@ -32,6 +33,18 @@ def stats(registry, method="GET"):
     req = urllib.request.Request(registry.url + "/_lab/stats", method=method)
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read() or b"{}")
+
+
+def settled(registry, seconds=10):
+    """Wait until the registry's front has counted all it sent: the cut transfer's last block reaches it after the
+    client is gone (the fault proxy stops reading, the front may still be writing one block)."""
+    deadline, last = time.time() + seconds, None
+    while time.time() < deadline:
+        now = stats(registry)
+        if now == last:
+            return
+        last = now
+        time.sleep(1)
 
 
 def blob_file(bundle, digest):
@@ -61,6 +74,7 @@ def test_an_interrupted_bundle_download_resumes_with_only_the_missing_bytes(regi
         stored = [d for d in blobs if blob_file(bundle, d).exists()]  # the small blobs it fetched before the layer
 
         proxy.reset()
+        settled(registry)
         stats(registry, "DELETE")
         code, second = run_module(ollama_bundle, args)
         served = sum(s["blob_bytes"] for s in stats(registry).values())

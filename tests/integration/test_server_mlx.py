@@ -17,7 +17,8 @@ import shutil
 
 import pytest
 
-from tests.integration.test_install_routine import Mirror, make_archive, root, tree  # noqa: F401 (root: a fixture)
+# root is a fixture of that file, used here by name
+from tests.integration.test_install_routine import Mirror, make_archive, root, tree  # noqa: F401 pylint: disable=unused-import
 from tests.lab.ansible_run import run_playbook
 from tests.lab.paths import REPO
 from tests.lab.versions import OLLAMA
