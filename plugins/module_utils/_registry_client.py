@@ -80,6 +80,8 @@ SIGNED = ("A private model on ollama.com (or one that is not there): Ollama's se
 NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 CHALLENGE_PARAM = re.compile(r'\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?')
 MAX_TOKEN_BYTES = 1 << 20
+# what reading a blob's body can raise: the connection's errors, and a body that ended short (raised in the loop)
+_BODY_ERRORS = READ_ERRORS + (OllamaError,)
 
 
 def registry_argument_spec():
@@ -462,7 +464,7 @@ def _save(open_at, url, digest, dest, what, chunk=1 << 20, keep=True):
                         # http.client's read(n) ends quietly where the connection closed before the body did
                         raise OllamaError("the connection closed after %d of the %d bytes of the answer"
                                           % (written - kept, length))
-                except READ_ERRORS + (OllamaError,) as exc:
+                except _BODY_ERRORS as exc:
                     out.flush()
                     if not keep:
                         raise OllamaError("downloading %s from %s failed after %d bytes: %s; run again to download it"
