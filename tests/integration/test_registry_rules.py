@@ -4,10 +4,14 @@ realms taken, and where a module refuses, the server's pull fails too.
 Each case runs both against one registry: the module (ollama_bundle, which reads the manifest and downloads the
 blobs, as the server's pull does) in-process with its real exit_json/fail_json, and a real `ollama serve` of this
 module's own (the lab build of the release the server role installs) through /api/pull. The registry is a scripted
-local server (tests/lab/scripted_http.py) with a "CDN" and a token service on another host name (127.0.0.2): it
-stands in for registry behaviours the real Distribution registry cannot be made to produce (a blob download sent
-elsewhere with 301, 302 or 307, a manifest redirected to another host, a token realm on another host). The lab's
-public registry (tests/integration/test_public_registry.py) covers what a real registry does produce.
+local server (tests/lab/scripted_http.py) with a "CDN" and a token service on another host name (127.0.0.2).
+
+The lab's real registry (Distribution behind its public front, tests/lab/registry.py) now produces, through its
+knobs, blob downloads sent to its CDN with 301, 302, 303, 307 or 308, a token realm on another host, and a CDN that
+drops the connection mid-blob: tests/integration/test_public_registry_rules.py runs the same comparisons against it,
+over TLS (tests/integration/test_public_registry.py covers the rest of what a public registry does). Here the same
+redirect and realm cases stay, over plain HTTP (insecure), with what the front cannot be made to produce: a manifest
+redirected to another host (over HTTPS, and with insecure), and a token service that redirects to another host.
 """
 import json
 import urllib.error

@@ -14,21 +14,37 @@ benchmarks can measure what crossed the "WAN" (`GET /_lab/stats`, reset with `DE
   nobody presents one.
 - Distribution's own `auth: token`: every request without a token gets 401 `WWW-Authenticate: Bearer
   realm=...,service=...,scope=...`. The front serves the realm (`/token`) on the registry's own address, as Ollama
-  requires, and signs RS256 JWTs that Distribution verifies against `rootcertbundle`. Anonymous pulls are granted,
-  except in the namespace `private`, which is refused (a registry that needs a login). Pushes go through the plain
-  registry sharing the same storage.
-- Blob GETs that Distribution allows (ranged ones too) are answered with 307 to a CDN on another host name
-  (`127.0.0.2`), with a signed and expiring URL, as registry.ollama.ai redirects to Cloudflare R2; the CDN serves the
-  bytes (ranges too) and refuses unsigned requests.
+  requires (the `realm` knob below names another host), and signs RS256 JWTs that Distribution verifies against
+  `rootcertbundle`. Anonymous pulls are granted, except in the namespace `private`, which is refused (a registry
+  that needs a login). Pushes go through the plain registry sharing the same storage.
+- Blob GETs that Distribution allows (ranged ones too) are answered with 307 (or the `redirect` knob's status) to a
+  CDN on another host name (`127.0.0.2`), with a signed and expiring URL, as registry.ollama.ai redirects to
+  Cloudflare R2; the CDN serves the bytes (ranges too) and refuses unsigned requests.
 
-Every request the public front, its token service and its CDN see is kept in `requests` (method, path, headers, and
-whether a client certificate was presented).
+Every request the public front, its token service and its CDN see is kept in `requests` (method, path, headers,
+whether a client certificate was presented, and `dropped_after` where the CDN cut its answer).
 
-Two knobs make a slow registry, set with `PUT` (or `POST`) `/_lab/stats` and a JSON body: `{"delay": seconds}`
-waits before each answer; `{"rate": bytes_per_second}` throttles the blob bodies it sends, all clients together
-(0 or null: full speed). A body names the knobs it sets; an empty one resets both. The rate is a site's uplink: one
-budget of bytes per second shared by every connection, so N hosts pulling at once each get 1/N of it
-(`set_uplink()`, `--uplink-mbps`, or LAB_UPLINK_MBPS for the lab's services).
+Knobs are set with `PUT` (or `POST`) `/_lab/stats` and a JSON object (`set_knobs()`); a body names the knobs it
+sets, an empty one (or `{}`) resets them all, and the answer is the knobs now in effect. An unknown knob or value is
+refused (400) and changes nothing. Two make a slow registry: `{"delay": seconds}` waits before each answer;
+`{"rate": bytes_per_second}` throttles the blob bodies it sends, all clients together (0 or null: full speed). The
+rate is a site's uplink: one budget of bytes per second shared by every connection, so N hosts pulling at once each
+get 1/N of it (`set_uplink()`, `--uplink-mbps`, or LAB_UPLINK_MBPS for the lab's services).
+
+Three more make the public one answer as other registries and CDNs do (the plain front refuses them), while
+Distribution behind it stays the same:
+
+- `{"redirect": status}`: the status of the blob redirects to the CDN, 307 (the default, what Ollama's server
+  follows to another host), 301, 302, 303 or 308.
+- `{"realm": "other"}`: the 401 challenges name a token realm on the CDN's host (`https://127.0.0.2:<port>/token`,
+  where the CDN answers with the same tokens) instead of the registry's own: the front rewrites the realm of
+  Distribution's `WWW-Authenticate`. `"own"` (the default) leaves it as Distribution says it.
+- `{"drop_after": n}`: the CDN sends the first `n` bytes of an answer's body, then closes the connection (a TCP FIN,
+  no TLS close_notify), once per blob: the first GET of each blob whose answer is longer than `n` bytes is cut, the
+  next ones are whole, so a client that resumes from what it kept (Range) finishes on its next request, and one that
+  starts over does too (every request cut would only show how many tries a client makes). Setting `drop_after` again
+  arms it again for every blob; 0 or null turns it off. The requests the CDN cut have `dropped_after` set in
+  `requests`.
 
     python3 -m tests.lab.registry serve --listen 127.0.0.1:5000 --storage DIR [--uplink-mbps 100]   # foreground
 """
@@ -63,6 +79,9 @@ SERVICE = "llmops-lab-registry"
 ISSUER = "llmops-lab-token-service"
 DENIED_NAMESPACES = ("private",)
 CDN_HOST = "127.0.0.2"
+REDIRECTS = (301, 302, 303, 307, 308)  # the `redirect` knob's values
+REALMS = ("own", "other")  # the `realm` knob's values
+PUBLIC_KNOBS = ("redirect", "realm", "drop_after")  # knobs of the public registry only
 
 
 class TLSServer(ThreadingHTTPServer):
@@ -104,6 +123,62 @@ class Front(TLSServer):
         self.delay = 0.0  # seconds added before each answer (slow-registry tests)
         self.rate = None  # bytes per second of blob bodies, all clients together (None: full speed)
         self._next_send = 0.0  # when the throttle lets the next bytes go
+        self.redirect = 307  # the status of blob redirects to the CDN (public registries)
+        self.realm = "own"  # where the 401 challenges' realm is: "own" or "other" (the CDN's host)
+        self.drop_after = None  # the CDN cuts the first long answer of each blob after this many bytes (None: never)
+        self.dropped = set()  # the blobs whose answer the CDN cut since drop_after was set
+
+    def set_knobs(self, knobs):
+        """Apply the knobs of a `PUT /_lab/stats` body (see the module docstring); {} resets them all. Returns the
+        knobs now in effect; raises ValueError (and changes nothing) for an unknown knob or value."""
+        if not isinstance(knobs, dict):
+            raise ValueError("the knobs are a JSON object")
+        unknown = sorted(set(knobs) - {"delay", "rate"} - set(PUBLIC_KNOBS))
+        if unknown:
+            raise ValueError("unknown knobs: %s" % ", ".join(unknown))
+        if self.cdn is None and any(knobs.get(k) not in (None, 307, "own", 0) for k in PUBLIC_KNOBS):
+            raise ValueError("redirect, realm and drop_after are knobs of the public registry only")
+        redirect = knobs.get("redirect") or 307
+        if isinstance(redirect, bool) or redirect not in REDIRECTS:
+            raise ValueError("redirect must be one of %s" % ", ".join(str(r) for r in REDIRECTS))
+        realm = knobs.get("realm") or "own"
+        if realm not in REALMS:
+            raise ValueError("realm must be \"own\" or \"other\"")
+        drop_after = knobs.get("drop_after") or None
+        if drop_after is not None and (isinstance(drop_after, bool) or not isinstance(drop_after, int)
+                                       or drop_after < 0):
+            raise ValueError("drop_after must be a number of bytes, or 0 or null")
+        for name in ("delay", "rate"):
+            value = knobs.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+                raise ValueError("%s must be a number, or 0 or null" % name)
+        every = not knobs
+        if every or "delay" in knobs:
+            self.delay = float(knobs.get("delay") or 0)
+        if every or "rate" in knobs:
+            self.set_rate(knobs.get("rate"))
+        with self.lock:
+            if every or "redirect" in knobs:
+                self.redirect = redirect
+            if every or "realm" in knobs:
+                self.realm = realm
+            if every or "drop_after" in knobs:
+                self.drop_after = drop_after
+                self.dropped = set()
+        return self.knobs()
+
+    def knobs(self):
+        return {"delay": self.delay, "rate": self.rate, "redirect": self.redirect, "realm": self.realm,
+                "drop_after": self.drop_after}
+
+    def drop_at(self, digest, length):
+        """How many bytes of an answer of `length` bytes of blob `digest` the CDN sends before it drops the
+        connection, or None to send it whole: `drop_after` for the first answer of each blob longer than that."""
+        with self.lock:
+            if not self.drop_after or digest in self.dropped or length <= self.drop_after:
+                return None
+            self.dropped.add(digest)
+            return self.drop_after
 
     def set_rate(self, rate):
         with self.lock:
@@ -138,10 +213,11 @@ class Front(TLSServer):
                 cert = handler.connection.getpeercert()
             except ValueError:
                 cert = None
+        entry = dict(where=where, method=handler.command, path=handler.path,
+                     headers=dict((k.title(), v) for k, v in handler.headers.items()), client_cert=bool(cert))
         with self.lock:
-            self.requests.append(dict(where=where, method=handler.command, path=handler.path,
-                                      headers=dict((k.title(), v) for k, v in handler.headers.items()),
-                                      client_cert=bool(cert)))
+            self.requests.append(entry)
+        return entry
 
     def token(self, scopes):
         """An RS256 JWT granting anonymous pulls of the repositories in `scopes`, or None when one is refused."""
@@ -163,33 +239,13 @@ class Front(TLSServer):
         return signing_input + "." + b64url(self.signer.sign(signing_input.encode("ascii")))
 
 
-class FrontHandler(BaseHTTPRequestHandler):
+class LabHandler(BaseHTTPRequestHandler):
+    """What the front's and the CDN's handlers share: JSON answers, and the token service."""
+
     protocol_version = "HTTP/1.1"
 
     def log_message(self, fmt, *args):  # keep test output quiet
         pass
-
-    def _lab(self):
-        if self.command == "GET":
-            body = json.dumps(self.server.stats).encode()
-        elif self.command == "DELETE":
-            self.server.stats.clear()
-            body = b"{}"
-        elif self.command in ("PUT", "POST"):
-            length = int(self.headers.get("Content-Length", "0"))
-            knobs = json.loads(self.rfile.read(length) or b"{}")
-            if "delay" in knobs or not knobs:
-                self.server.delay = float(knobs.get("delay") or 0)
-            if "rate" in knobs or not knobs:
-                self.server.set_rate(knobs.get("rate"))
-            body = b"{}"
-        else:
-            body = b"{}"
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
     def _answer(self, status, body, headers=()):
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -202,15 +258,35 @@ class FrontHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
 
-    def _token(self):
+    def _token(self, front):
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
         if query.get("service") != [SERVICE]:
             return self._answer(400, {"errors": [{"code": "UNSUPPORTED", "message": "unknown service"}]})
-        token = self.server.token(query.get("scope") or [])
+        token = front.token(query.get("scope") or [])
         if token is None:
             return self._answer(401, {"errors": [{"code": "DENIED", "message": "this namespace needs a login"}]})
         return self._answer(200, {"token": token, "access_token": token, "expires_in": 300,
                                   "issued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+
+
+class FrontHandler(LabHandler):
+    def _lab(self):
+        status = 200
+        if self.command == "GET":
+            with self.server.lock:
+                body = json.dumps(self.server.stats).encode()
+        elif self.command == "DELETE":
+            self.server.stats.clear()
+            body = {}
+        elif self.command in ("PUT", "POST"):
+            length = int(self.headers.get("Content-Length", "0"))
+            try:
+                body = self.server.set_knobs(json.loads(self.rfile.read(length) or b"{}"))
+            except ValueError as exc:  # a JSONDecodeError too
+                status, body = 400, {"error": str(exc)}
+        else:
+            body = {}
+        self._answer(status, body)
 
     def _forward(self):
         if self.path.startswith("/_lab/stats"):
@@ -218,7 +294,7 @@ class FrontHandler(BaseHTTPRequestHandler):
         if self.server.signer is not None or self.server.cdn is not None:
             self.server.record("registry", self)
         if self.server.signer is not None and self.path.split("?", 1)[0] == "/token":
-            return self._token()
+            return self._token(self.server)
         if self.server.delay:
             time.sleep(self.server.delay)
         length = int(self.headers.get("Content-Length", "0") or 0)
@@ -236,7 +312,7 @@ class FrontHandler(BaseHTTPRequestHandler):
             if is_blob and resp.status in (200, 206) and self.command == "GET" and self.server.cdn is not None:
                 # a ranged GET (a resumed download) too, as registry.ollama.ai sends every blob GET to its CDN
                 location = self.server.cdn.signed_url(path.rsplit("/", 1)[1])
-                self.send_response(307, "Temporary Redirect")
+                self.send_response(self.server.redirect)
                 self.send_header("Location", location)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -246,6 +322,8 @@ class FrontHandler(BaseHTTPRequestHandler):
             for k, v in resp.getheaders():
                 if k.lower() in HOP_HEADERS:
                     continue
+                if k.lower() == "www-authenticate" and self.server.realm == "other":
+                    v = re.sub(r'realm="[^"]*"', lambda _m: 'realm="%s/token"' % self.server.cdn.url, v)
                 has_length = has_length or k.lower() == "content-length"
                 self.send_header(k, v)
             if is_blob and resp.status == 200 and resp.getheader("Location") is None and self.server.cdn is None:
@@ -289,11 +367,15 @@ class Cdn(TLSServer):
     def _sig(self, digest, expires):
         return hmac.new(self.key, ("%s:%d" % (digest, expires)).encode(), hashlib.sha256).hexdigest()
 
+    @property
+    def url(self):
+        host, port = self.server_address[:2]
+        return "%s://%s:%d" % (self.scheme, host, port)
+
     def signed_url(self, digest):
         expires = int(time.time()) + 600
-        host, port = self.server_address[:2]
         sig = self._sig(digest, expires)
-        return "%s://%s:%d/blobs/%s?expires=%d&sig=%s" % (self.scheme, host, port, digest, expires, sig)
+        return "%s/blobs/%s?expires=%d&sig=%s" % (self.url, digest, expires, sig)
 
     def check(self, digest, query):
         try:
@@ -307,12 +389,7 @@ class Cdn(TLSServer):
         return self.storage / "docker" / "registry" / "v2" / "blobs" / "sha256" / hexd[:2] / hexd / "data"
 
 
-class CdnHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, fmt, *args):
-        pass
-
+class CdnHandler(LabHandler):
     def _refuse(self, status, text):
         body = text.encode()
         self.send_response(status)
@@ -324,8 +401,10 @@ class CdnHandler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         cdn = self.server
-        cdn.front.record("cdn", self)
+        entry = cdn.front.record("cdn", self)
         parts = urllib.parse.urlsplit(self.path)
+        if parts.path == "/token":  # the realm the challenges name with {"realm": "other"}
+            return self._token(cdn.front)
         match = re.match(r"^/blobs/(sha256:[0-9a-f]{64})$", parts.path)
         if not match or not cdn.check(match.group(1), urllib.parse.parse_qs(parts.query)):
             return self._refuse(403, "signature missing, wrong or expired")
@@ -352,6 +431,9 @@ class CdnHandler(BaseHTTPRequestHandler):
         client = self.client_address[0]
         cdn.front.count(client, "blob_requests")
         left = end - start + 1
+        drop = cdn.front.drop_at(match.group(1), left)
+        if drop is not None:
+            entry["dropped_after"] = left = drop
         try:
             with open(path, "rb") as f:
                 f.seek(start)
@@ -363,6 +445,9 @@ class CdnHandler(BaseHTTPRequestHandler):
                     self.wfile.write(chunk)
                     cdn.front.count(client, "blob_bytes", len(chunk))
                     left -= len(chunk)
+            if drop is not None:  # the connection closes (finish() and the server's shutdown_request) mid-body
+                self.wfile.flush()
+                self.close_connection = True
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
@@ -446,6 +531,11 @@ class Registry:
         """Throttle the blob bodies the front sends (None or 0: full speed), as `PUT /_lab/stats {"rate": n}`."""
         self.front.set_rate(bytes_per_second)
 
+    @property
+    def cdn_url(self):
+        """The CDN's origin (public registries): where blob GETs are redirected, and the realm of {"realm": "other"}."""
+        return self.cdn.url
+
     def stop(self):
         for server in (self.front, self.cdn):
             if server:
@@ -472,15 +562,22 @@ def mbps_to_rate(mbps):
     return float(mbps) * 1e6 / 8 if mbps else None
 
 
+def set_knobs(registry_url, cafile=None, **knobs):
+    """Set knobs of a running front (`PUT /_lab/stats`, see the module docstring; none: reset them all) and return
+    the knobs now in effect. `cafile`: the lab CA's certificate, for a public registry."""
+    import urllib.request
+
+    context = ssl.create_default_context(cafile=cafile) if cafile else None
+    req = urllib.request.Request(registry_url + "/_lab/stats", data=json.dumps(knobs).encode(), method="PUT",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10, context=context) as resp:
+        return json.loads(resp.read())
+
+
 def set_uplink(registry_url, mbps):
     """Limit the blob bytes a running front sends, all clients together, to `mbps` megabits per second (0: lift it),
     as `PUT /_lab/stats {"rate": bytes_per_second}`."""
-    import urllib.request
-
-    body = json.dumps({"rate": mbps_to_rate(mbps)}).encode()
-    req = urllib.request.Request(registry_url + "/_lab/stats", data=body, method="PUT",
-                                 headers={"Content-Type": "application/json"})
-    urllib.request.urlopen(req, timeout=10).close()
+    set_knobs(registry_url, rate=mbps_to_rate(mbps))
 
 
 def main(argv):
