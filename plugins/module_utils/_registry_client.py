@@ -367,6 +367,15 @@ class RegistryClient(object):
 
         return self._count(_save(open_at, url, digest, dest, _describe(url), keep=keep))
 
+    def probe_blob(self, name, digest, insecure=False):
+        """Ask for the first byte of a registry blob of `name` the way fetch_blob asks for all of it (the HEAD, then a
+        ranged GET following redirects as the server does), and read nothing more: raises OllamaError where the
+        server's pull of it would fail at the download (a blob sent to another host with a 301 or 302, a download
+        host that cannot be reached). Check mode's look ahead at a pull."""
+        url = name.blob_url(check_digest(digest), insecure)
+        self._get(url, name.scope, insecure=insecure, method="HEAD").close()
+        self._get(url, name.scope, headers={"Range": "bytes=0-0"}, insecure=insecure, blob=True).close()
+
     def download_from_seed(self, base, headers, digest, dest):
         """Download blob `digest` of a bundle served at `base` (see seed_url) to `dest`. Returns the bytes fetched
         (resuming a download an earlier run left unfinished, as fetch_blob does)."""

@@ -40,7 +40,10 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Reports exactly what a real run would change, without downloading or deleting; checks the registry for models to pull.
+    details: >-
+      Reports exactly what a real run would change, without downloading or deleting. For each model to pull it reads
+      the registry's manifest and asks for the first byte of the smallest blob the server lacks, following redirects
+      as the server's pull does, so a registry whose downloads the server would not follow fails the check too.
   diff_mode:
     support: full
     details: The server's model list before and after, pinned models with their digest.
@@ -468,6 +471,22 @@ def read_remote(module, registry, given, stored, state, warnings):
     return None
 
 
+def probe_downloads(module, registry, client, steps):
+    """Check mode: for each model to pull (that fits), the smallest blob the server lacks is asked for (its first
+    byte), as the server's pull downloads it, so that a registry sending downloads where the server does not follow
+    (a 301 or 302 to another host) fails the check as it fails the pull. Raises OllamaError."""
+    for step in steps:
+        if step["action"] not in PULLS or not step.get("walked"):
+            continue
+        lacking = sorted((size, digest) for digest, size in step["walked"] if not client.has_blob(digest))
+        if not lacking:
+            continue
+        try:
+            registry.probe_blob(step["stored"], lacking[0][1], module.params["insecure"])
+        except OllamaError as exc:
+            raise OllamaError("'%s' cannot be pulled: %s" % (step["name"], exc.msg))
+
+
 def plan(module, registry, client, wanted, index, pinned):
     """Decide per model what to do, reading the registry where that is needed. Returns (plan, warnings)."""
     steps, warnings, planned = [], [], set()
@@ -500,7 +519,7 @@ def plan(module, registry, client, wanted, index, pinned):
                 pass  # latest already
             else:
                 walked = manifest_blobs(remote[1]) if remote else None
-                step.update(action="updated" if have else "pulled", changed=True,
+                step.update(action="updated" if have else "pulled", changed=True, walked=walked, stored=stored,
                             digest_after=remote[0] if remote else None,
                             size=sum(size for _d, size in walked) if remote else None,
                             bytes=client.missing_bytes(walked, planned) if remote else None)
@@ -694,7 +713,8 @@ def predicted(before, steps):
 
 
 def public(step):
-    return dict((k, v) for k, v in step.items() if k not in ("parsed", "key", "raw", "manifest", "parsed_stored"))
+    return dict((k, v) for k, v in step.items()
+                if k not in ("parsed", "key", "raw", "manifest", "parsed_stored", "walked", "stored"))
 
 
 def main():
@@ -745,6 +765,11 @@ def main():
         module.fail_json(msg="refusing to pull (fit_check: fail): %s. Nothing was pulled; set fit_check: warn to pull "
                          "anyway." % "; ".join(refusals), changed=False, models=[public(s) for s in steps])
 
+    if module.check_mode:
+        try:
+            probe_downloads(module, registry, client, steps)
+        except OllamaError as exc:
+            module.fail_json(msg=str(exc), models=[])
     for warning in warnings:
         module.warn(warning)
     before = index.listed()

@@ -124,6 +124,13 @@ def test_a_blob_sent_to_the_cdn_with_another_status_than_307_is_refused_as_the_s
     assert seen(public_registry, since, "registry", "module"), "the module did not reach the registry"
     assert seen(public_registry, since, "cdn", "module") == [], "the module fetched from the CDN"
     assert not any(blob_file(tmp_path, digest).exists() for digest in model.blobs)
+    # ollama_model's check mode asks for a blob's first byte as the pull would, and predicts the failure
+    code, check = run_module(ollama_model, dict(name=model.name, base_url=server.url,
+                                                registry_ca_path=str(lab_ca.cert), _ansible_check_mode=True))
+    assert_clear_failure(code, check)
+    assert check["msg"].startswith("'%s' cannot be pulled: " % model.name), check["msg"]
+    assert "with a redirect (HTTP %d) to another host" % status in check["msg"], check["msg"]
+    assert seen(public_registry, since, "cdn", "module") == [], "check mode fetched from the CDN"
 
     pulled, error = server_pull(server, model)
     assert not pulled and error == "unexpected status code %d" % status, error
@@ -144,6 +151,10 @@ def test_a_blob_sent_to_the_cdn_with_307_is_fetched_by_both(server, registry, pu
     for digest, data in model.blobs.items():
         assert blob_file(tmp_path, digest).read_bytes() == data
 
+    # check mode predicts the pull, having asked the CDN for one byte of the smallest blob the server lacks
+    code, check = run_module(ollama_model, dict(name=model.name, base_url=server.url,
+                                                registry_ca_path=str(lab_ca.cert), _ansible_check_mode=True))
+    assert code == 0 and check["changed"] and check["models"][0]["action"] == "pulled", check
     since = len(public_registry.requests)
     pulled, error = server_pull(server, model)
     assert pulled, error
