@@ -18,12 +18,11 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
-import shutil
-import tempfile
 
 from ansible_collections.llmops.ollama.plugins.module_utils._manifest import InvalidManifest, blobs, manifest_digest
 from ansible_collections.llmops.ollama.plugins.module_utils._names import InvalidModelName, parse_model_name
 from ansible_collections.llmops.ollama.plugins.module_utils._ollama_client import ModelIndex
+from ansible_collections.llmops.ollama.plugins.module_utils._staging import UnsafeStaging, open_blob, staging_dir
 from ansible_collections.llmops.ollama.plugins.module_utils._store import (
     atomic_write,
     find_manifest,
@@ -177,33 +176,52 @@ def _kind(value):
     return {list: "a list", str: "a string", type(None): "nothing", bool: "a boolean"}.get(type(value), "a number")
 
 
-def install_by_digest(client, registry, name, raw, manifest, models_dir, insecure=False, noprune=False):
+def install_by_digest(client, registry, name, raw, manifest, models_dir, staging, insecure=False, noprune=False):
     """Put the manifest `raw` (fetched by digest) and its blobs on the server whose store is `models_dir` on this
-    host, as ollama_import does from a bundle: each blob the server lacks is fetched from the registry into a staging
-    file next to the store (verified by its sha256), uploaded through the server's API (which verifies it again),
-    then the manifest is written last, atomically, with the registry's exact bytes. Blobs of the replaced manifest
-    that no model uses any more are removed, as a pull removes them, unless `noprune` (the server runs with
-    OLLAMA_NOPRUNE set, and its own pulls keep them). Returns the bytes fetched.
+    host, as ollama_import does from a bundle: each blob the server lacks is downloaded from the registry into the
+    staging directory `staging` (ollama_model's staging_dir, as given; looked at, and made when missing, by
+    _staging.staging_dir only when a blob is to be fetched, never inside the server's store), verified by its sha256,
+    uploaded through the server's API (which verifies it again), then removed. The manifest is written last,
+    atomically, with the registry's exact bytes. Blobs of the replaced manifest that no model uses any more are
+    removed, as a pull removes them, unless `noprune` (the server runs with OLLAMA_NOPRUNE set, and its own pulls keep
+    them).
 
-    Raises OllamaError (registry, server) or OSError (the disk)."""
-    fetched = 0
-    staging = tempfile.mkdtemp(prefix=".llmops-lock-", dir=models_dir)
-    try:
-        for digest, _size in blobs(manifest):
-            if client.has_blob(digest):
-                continue
-            path = os.path.join(staging, digest.replace(":", "-"))
-            fetched += registry.fetch_blob(name, digest, path, insecure, keep=False)  # the staging goes at the end
-            client.push_blob(digest, path)
-            os.unlink(path)
-        existing = find_manifest(models_dir, name)
-        replaced = old_blobs(existing) if existing else []
-        atomic_write(existing or manifest_path(models_dir, name), raw, owner_of=models_dir)
-        if replaced and not noprune:
-            prune_layers(models_dir, replaced)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return fetched
+    An interrupted download keeps its ``<blob>.partial`` file there, and the next run asks the registry only for the
+    rest (see _registry_client._save). A staged blob the upload did not take (the run stopped, the server failed) stays
+    at its name, and the next run verifies it instead of downloading it again (as a partial download that is already
+    whole: the registry answers the Range past its end with 416).
+
+    Returns (bytes downloaded, bytes an earlier run had kept and that were not downloaded again).
+    Raises UnsafeStaging (the staging directory, or what is in it), OllamaError (registry, server) or OSError (the
+    disk)."""
+    fetched = resumed = 0
+    folder = None
+    for digest, _size in blobs(manifest):
+        if client.has_blob(digest):
+            continue
+        if folder is None:
+            folder = staging_dir(staging, make=True)[0]
+        staged = digest.replace(":", "-")
+        path = os.path.join(folder, staged)
+        if os.path.lexists(path) and not os.path.lexists(path + ".partial"):
+            # a whole blob an earlier run staged and did not upload: verified as a partial download (whatever is not
+            # a regular file of this user with one link is removed there, never opened through)
+            os.rename(path, path + ".partial")
+        before = registry.resumed_bytes
+        fetched += registry.fetch_blob(name, digest, path, insecure)
+        resumed += registry.resumed_bytes - before
+        blob = open_blob(folder, staged)
+        if blob is None:
+            raise UnsafeStaging("%s was removed from %s before its upload to the server; run again" % (staged, folder))
+        with blob:
+            client.push_blob(digest, blob)
+        os.unlink(path)  # uploaded: the server has it (a failed upload leaves it for the next run, see above)
+    existing = find_manifest(models_dir, name)
+    replaced = old_blobs(existing) if existing else []
+    atomic_write(existing or manifest_path(models_dir, name), raw, owner_of=models_dir)
+    if replaced and not noprune:
+        prune_layers(models_dir, replaced)
+    return fetched, resumed
 
 
 def moved_message(given, locked, moved_to, why):

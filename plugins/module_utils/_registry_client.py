@@ -352,11 +352,9 @@ class RegistryClient(object):
         return raw, manifest
 
     # -- blobs -----------------------------------------------------------------------------------------
-    def fetch_blob(self, name, digest, dest, insecure=False, keep=True):
+    def fetch_blob(self, name, digest, dest, insecure=False):
         """Download a registry blob of `name` to `dest`, verifying its sha256 on the way. Returns the bytes fetched
         (a download an earlier run left unfinished is resumed: see _save; its bytes are added to `resumed_bytes`).
-        `keep`: whether an interrupted download keeps its partial file for the next run (False where the caller
-        removes the directory anyway).
 
         As the server downloads it: a HEAD first (redirects as for manifests), then the GET (blob_rule)."""
         url = name.blob_url(check_digest(digest), insecure)
@@ -365,7 +363,7 @@ class RegistryClient(object):
         def open_at(start):
             return self._get(url, name.scope, headers=_range(start), insecure=insecure, blob=True)
 
-        return self._count(_save(open_at, url, digest, dest, _describe(url), keep=keep))
+        return self._count(_save(open_at, url, digest, dest, _describe(url)))
 
     def probe_blob(self, name, digest, insecure=False):
         """Ask for the first byte of a registry blob of `name` the way fetch_blob asks for all of it (the HEAD, then a
@@ -424,7 +422,7 @@ def seed_url(url, username=None, password=None):
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), parts.query, "")), headers
 
 
-def _save(open_at, url, digest, dest, what, chunk=1 << 20, keep=True):
+def _save(open_at, url, digest, dest, what, chunk=1 << 20):
     """Download blob `digest` to `dest`.partial, verify its sha256, rename it to `dest`. Returns (bytes fetched now,
     bytes resumed: kept from an interrupted download and not fetched again).
 
@@ -435,9 +433,9 @@ def _save(open_at, url, digest, dest, what, chunk=1 << 20, keep=True):
     Range) starts over, as does a 206 of another range; a 416 (the partial file is whole, or too long) renames it when
     it verifies and starts over when not. Anything else at that name (a link, a FIFO, a file of another user or with
     other links) is removed, never opened through, and the file is made anew (O_EXCL, O_NOFOLLOW).
-    A failed read keeps the partial file (unless not `keep`), so that the next run continues from there (an
-    OllamaError saying so); a blob whose sha256 is not `digest` is removed (an OllamaError); a failure to write (the
-    disk) removes it and is the OSError itself."""
+    A failed read keeps the partial file, so that the next run continues from there (an OllamaError saying so), and
+    so does an interruption (KeyboardInterrupt: Ctrl-C; a killed process keeps it anyway); a blob whose sha256 is not
+    `digest` is removed (an OllamaError); a failure to write (the disk) removes it and is the OSError itself."""
     partial = dest + ".partial"
     want = digest.replace("-", ":", 1).lower()
     out, h = _partial_file(partial, chunk)
@@ -475,9 +473,6 @@ def _save(open_at, url, digest, dest, what, chunk=1 << 20, keep=True):
                                           % (written - kept, length))
                 except _BODY_ERRORS as exc:
                     out.flush()
-                    if not keep:
-                        raise OllamaError("downloading %s from %s failed after %d bytes: %s; run again to download it"
-                                          % (digest, what, written, short(exc)), url=url)
                     raise OllamaError(
                         "downloading %s from %s failed after %d bytes (%d of them in this run): %s. The %d bytes "
                         "received are kept in %s, and the next run continues from there (it asks only for the rest)"
@@ -490,10 +485,10 @@ def _save(open_at, url, digest, dest, what, chunk=1 << 20, keep=True):
         finally:
             resp.close()
         out.close()
-    except OllamaError:
+    except (OllamaError, KeyboardInterrupt):  # a failed read, or Ctrl-C mid-blob
         empty = out.closed or not (out.flush() or os.fstat(out.fileno()).st_size)
         out.close()
-        if empty or not keep:  # nothing to resume; else the partial file stays and the next run resumes it
+        if empty:  # nothing to resume; else the partial file stays and the next run resumes it
             _unlink(partial)
         raise
     except BaseException:

@@ -67,8 +67,9 @@ options:
         C(sha256:<64 hex>)). The server must have exactly that build (V(present) and V(latest) both mean that digest).
         When the server has another one (or none), the task pulls the tag if the registry's tag still has the locked
         manifest; if the tag moved but the registry still serves the locked manifest by digest, it fetches that
-        manifest and the blobs the server lacks and puts them on the server (see O(models_dir)); if the registry no
-        longer serves it, the task fails saying the tag moved, to what, and what to do. See also O(lock).
+        manifest and the blobs the server lacks and puts them on the server (see O(models_dir) and O(staging_dir));
+        if the registry no longer serves it, the task fails saying the tag moved, to what, and what to do. See also
+        O(lock).
     type: list
     elements: raw
   state:
@@ -166,12 +167,33 @@ options:
     description:
       - The server's model store (E(OLLAMA_MODELS)) on this host. Used only to put a pinned model's locked manifest on
         the server when its tag has moved and the registry still serves that manifest by digest (Ollama pulls only by
-        tag). Its blobs are uploaded through the server's API and the manifest written into this store, as
-        M(llmops.ollama.ollama_import) does. That needs the task to run on the server's host (O(base_url) on
-        loopback), as root or the service user.
+        tag). Its blobs are downloaded into O(staging_dir) and uploaded through the server's API, and the manifest
+        is written into this store, as M(llmops.ollama.ollama_import) does. That needs the task to run on the
+        server's host (O(base_url) on loopback), as root or the service user.
       - Defaults to E(OLLAMA_MODELS), else C(/usr/share/ollama/.ollama/models) when it exists.
     type: path
     version_added: 0.2.0
+  staging_dir:
+    description:
+      - Directory on this host where the blobs of a pinned model's locked manifest are downloaded when it is put on
+        the server by digest (see O(models_dir)), each as C(sha256-<hex>), before it is uploaded through the server's
+        API; a blob is removed once the server has it. Looked at, and made (mode C(0700)) when it is missing, only when
+        a blob is to be downloaded; in check mode it is not looked at.
+      - A download that is interrupted (the link dropped, the run stopped or killed) keeps its C(.partial) file here,
+        and the next run asks the registry only for the bytes still missing (C(Range); a registry that ignores it
+        sends the whole blob again), then verifies the whole blob's sha256 as always (RV(models[].resumed_bytes)). A
+        blob downloaded whole and not yet uploaded is verified by the next run, not downloaded again.
+      - It is the staging directory of M(llmops.ollama.ollama_import), with the same checks (see its
+        O(llmops.ollama.ollama_import#module:staging_dir)), so that root never writes where another account could
+        put links, the server's own store included. A directory (not a link) owned by root (or the user the module
+        runs as) that neither its group nor others can write, under directories owned by root (or that user) that
+        others cannot write unless they are sticky; anything else fails the task before anything is changed, naming
+        the path and what was found there.
+      - The default is in C(/var/cache), which only root can write. The P(llmops.ollama.models#role) role passes its
+        C(ollama_models_staging_dir).
+    type: path
+    default: /var/cache/ollama-bundle
+    version_added: 0.3.0
   noprune:
     description:
       - When a pinned model's locked manifest is put in place (see O(models_dir)), keep the blobs of the manifest it
@@ -321,7 +343,18 @@ models:
       description:
         - Bytes the server downloaded (in check mode, would download) for this model, from the registry manifest and
           the blobs the server already had. 0 when nothing was pulled or every layer was there.
+        - For a model put on the server by digest (RV(models[].source) V(digest)), the bytes this run downloaded into
+          O(staging_dir); what an interrupted earlier run had kept there is in RV(models[].resumed_bytes) (check mode
+          counts the whole blobs the server lacks).
       type: int
+    resumed_bytes:
+      description:
+        - Bytes of the blobs of a model put on the server by digest that an interrupted earlier run had kept in
+          O(staging_dir) (C(.partial) files, or a blob downloaded whole and not uploaded) and that were not downloaded
+          again, when the registry answers C(Range) requests (one that does not sends the whole blob again).
+      type: int
+      returned: for models put on the server by digest (RV(models[].source) V(digest)), in a real run that did so
+      version_added: 0.3.0
     seconds:
       description: Time the pull took.
       type: float
@@ -373,6 +406,8 @@ from ansible_collections.llmops.ollama.plugins.module_utils._registry_client imp
     registry_argument_spec,
     registry_client_from_params,
 )
+from ansible_collections.llmops.ollama.plugins.module_utils._staging import DEFAULT as DEFAULT_STAGING
+from ansible_collections.llmops.ollama.plugins.module_utils._staging import UnsafeStaging, staging_dir
 from ansible_collections.llmops.ollama.plugins.module_utils._store import default_models_dir
 from ansible_collections.llmops.ollama.plugins.module_utils._hardware import gather as gather_hardware
 from ansible_collections.llmops.ollama.plugins.module_utils._names import STATES, InvalidModelName, parse_model_list
@@ -564,6 +599,19 @@ def fit_checks(module, client, steps):
     return refusals, warnings
 
 
+def staging_problem(module, steps):
+    """Why staging_dir may not be used (see module_utils/_staging.py), or None: asked before a real run changes
+    anything, when a pinned model put on the server by digest needs blobs the server lacks (downloaded there). It is
+    made (mode 0700) when it is missing."""
+    if module.check_mode or not any(s.get("source") == "digest" and s["bytes"] for s in steps):
+        return None
+    try:
+        staging_dir(module.params["staging_dir"], make=True)
+    except UnsafeStaging as exc:
+        return str(exc)
+    return None
+
+
 def unchanged(step, error):
     """A step that did not happen: what the server had is what it has."""
     step.update(action="none", changed=False, digest_after=step["digest_before"], bytes=0, error=error)
@@ -599,15 +647,19 @@ def run_steps(module, client, registry, steps, failures, progress=None):
                 started = time.time()
                 models_dir = module.params["models_dir"] or default_models_dir()
                 try:
-                    fetched = install_by_digest(client, registry, step["parsed_stored"], step["raw"],
-                                                step["manifest"], models_dir, module.params["insecure"],
-                                                noprune=module.params["noprune"])
+                    fetched, resumed = install_by_digest(client, registry, step["parsed_stored"], step["raw"],
+                                                         step["manifest"], models_dir, module.params["staging_dir"],
+                                                         module.params["insecure"], noprune=module.params["noprune"])
+                except UnsafeStaging as exc:
+                    raise OllamaError(str(exc))
                 except (IOError, OSError) as exc:
-                    raise OllamaError("putting the locked manifest of '%s' into the server's store %s failed: %s "
-                                      "(check the disk, and that models_dir is the server's OLLAMA_MODELS)"
-                                      % (step["name"], models_dir, exc))
+                    raise OllamaError("putting the locked manifest of '%s' on the server failed: %s (check the disk "
+                                      "of staging_dir %s and of the server's store %s, and that models_dir is the "
+                                      "server's OLLAMA_MODELS)"
+                                      % (step["name"], exc, module.params["staging_dir"], models_dir))
                 seconds = max(time.time() - started, 0.001)
-                step.update(bytes=fetched, seconds=round(seconds, 3), rate=int(fetched / seconds))
+                step.update(bytes=fetched, resumed_bytes=resumed, seconds=round(seconds, 3),
+                            rate=int(fetched / seconds))
             else:
                 pulled_so_far += 1
                 if progress is not None:
@@ -736,6 +788,7 @@ def main():
         keep_alive=dict(type="raw"),
         lock=dict(type="dict"),
         models_dir=dict(type="path"),
+        staging_dir=dict(type="path", default=DEFAULT_STAGING),
         noprune=dict(type="bool", default=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
@@ -770,6 +823,12 @@ def main():
             probe_downloads(module, registry, client, steps)
         except OllamaError as exc:
             module.fail_json(msg=str(exc), models=[])
+    problem = staging_problem(module, steps)
+    if problem:
+        for step in steps:
+            step.update(action="none", changed=False, digest_after=step["digest_before"], bytes=0)
+        module.fail_json(msg=problem, changed=False, models=[public(s) for s in steps])
+
     for warning in warnings:
         module.warn(warning)
     before = index.listed()

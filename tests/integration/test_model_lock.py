@@ -11,13 +11,13 @@ from tests.lab.paths import REPO
 TARGET = REPO / "tests" / "integration" / "targets" / "model_lock" / "playbook.yml"
 
 
-def test_models_pinned_by_digest(registry, playbook):
+def test_models_pinned_by_digest(registry, playbook, tmp_path):
     # a repository of its own: the tasks move its tag and delete a manifest
     v1 = models.push_model(registry.url, "lock/pinned", "latest", 1, 2 << 20).split(":", 1)[1]
     v2 = hashlib.sha256(models.build("lock/pinned:latest", 2, 2 << 20)[0]).hexdigest()  # pushed by the tasks
     with OllamaServer() as server:
         run = playbook(TARGET, extra_vars={
-            "ollama_url": server.url, "models_dir": str(server.models_dir),
+            "ollama_url": server.url, "models_dir": str(server.models_dir), "staging_dir": str(tmp_path / "staging"),
             "registry": registry.address, "registry_url": registry.url, "repo_root": str(REPO),
             "v1": v1, "v2": v2,
         })

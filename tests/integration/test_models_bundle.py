@@ -220,7 +220,8 @@ def test_noprune_keeps_what_a_lock_replaced(registry, tmp_path):
         v2 = models.push_model(registry.url, "noprune/locked", "latest", 2, 1 << 20)
         models.push_model(registry.url, "noprune/locked", "latest", 3, 1 << 20)  # the tag moves on past the lock
         code, result = run_module(ollama_model, dict(args, models=[{"name": name, "digest": v2}],
-                                                     models_dir=str(server.models_dir), noprune=True))
+                                                     models_dir=str(server.models_dir), noprune=True,
+                                                     staging_dir=str(tmp_path / "staging")))
         assert code == 0 and result["changed"], result
         client, parsed = OllamaClient(server.url), parse_model_name(name)
         assert client.models().get(parsed).get("digest") == v2.split(":", 1)[1]

@@ -1,18 +1,21 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) llmops.ollama contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Resuming a blob download (RegistryClient.fetch_blob, download_from_seed) from the `.partial` file an interrupted
+"""Resuming a blob download (RegistryClient.fetch_blob, download_from_seed, and the locked installs by digest of
+_lock.install_by_digest, which download into ollama_model's staging_dir) from the `.partial` file an interrupted
 run kept.
 
 The registry here is a scripted local server (tests/lab/scripted_http.py): it stands in for answers the lab's real
 registry (Distribution, which honours Range) cannot be made to give: ignoring Range (200), answering 416, a 206 of
-another range, a connection cut after some bytes on demand. The resume against the real registry is in
-tests/integration/test_bundle_resume.py."""
+another range, a connection cut after some bytes on demand. The Ollama server of install_by_digest is its blob API in
+memory (Server below). The resume against the real registry and the real server is in
+tests/integration/test_bundle_resume.py and tests/integration/test_lock_resume.py."""
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
 import hashlib
+import json
 import os
 import re
 import socket
@@ -20,8 +23,10 @@ import socket
 import pytest
 
 from ansible_collections.llmops.ollama.plugins.module_utils._http import OllamaError
+from ansible_collections.llmops.ollama.plugins.module_utils._lock import install_by_digest
 from ansible_collections.llmops.ollama.plugins.module_utils._names import parse_model_name
-from ansible_collections.llmops.ollama.plugins.module_utils._registry_client import RegistryClient
+from ansible_collections.llmops.ollama.plugins.module_utils._registry_client import RegistryClient, _save
+from ansible_collections.llmops.ollama.plugins.module_utils._staging import UnsafeStaging
 from ansible_collections.llmops.ollama.tests.lab.scripted_http import ScriptedServer
 
 BLOB = bytes(bytearray(i * 7 % 251 for i in range(300000)))
@@ -176,14 +181,118 @@ def test_a_download_from_a_bundle_seed_resumes_too(tmp_path):
     assert open(dest, "rb").read() == BLOB
 
 
-def test_a_lock_install_keeps_nothing_of_an_interrupted_download(tmp_path):
-    """install_by_digest (_lock.py) stages in a directory of its own that it removes at the end: its downloads keep
-    nothing (keep=False), and the message does not promise a resume."""
-    dest = str(tmp_path / "blob")
+class Server(object):
+    """What install_by_digest asks of the Ollama server (its blob API), in memory: the real one is in
+    tests/integration/test_lock_resume.py. `refuse` makes the next upload fail, as a server that stopped would."""
+
+    def __init__(self, has=()):
+        self.blobs = dict((d, None) for d in has)
+        self.refuse = False
+
+    def has_blob(self, digest):
+        return digest in self.blobs
+
+    def push_blob(self, digest, source):
+        if self.refuse:
+            self.refuse = False
+            raise OllamaError("lost the connection to the server")
+        data = source.read()
+        assert "sha256:" + hashlib.sha256(data).hexdigest() == digest
+        self.blobs[digest] = data
+        return len(data)
+
+
+def locked(port):
+    """(parsed name, raw manifest, parsed manifest) of a model whose one layer is BLOB."""
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "layers": [{"mediaType": "application/vnd.ollama.image.model", "digest": DIGEST, "size": len(BLOB)}]}
+    raw = json.dumps(manifest).encode()
+    return parse_model_name("127.0.0.1:%d/ns/m" % port), raw, manifest
+
+
+def install(srv, server, tmp_path, staging=None):
+    client = RegistryClient(timeout=5)
+    name, raw, manifest = locked(srv.port)
+    return install_by_digest(server, client, name, raw, manifest, str(tmp_path / "models"),
+                             staging or str(tmp_path / "staging"), insecure=True)
+
+
+def test_a_lock_install_keeps_an_interrupted_download_in_the_staging_dir_and_resumes_it(tmp_path):
+    """install_by_digest (_lock.py) downloads into staging_dir, not into the server's store: an interrupted download
+    keeps its .partial file there, and the next run asks only for the rest, uploads the blob and removes it."""
+    server = Server()
+    staging = tmp_path / "staging"
     with registry("cut") as srv:
         with pytest.raises(OllamaError) as err:
-            RegistryClient(timeout=5).fetch_blob(parse_model_name("127.0.0.1:%d/ns/m" % srv.port), DIGEST, dest,
-                                                 insecure=True, keep=False)
-    assert "failed after %d bytes" % KEPT in err.value.msg and "run again to download it" in err.value.msg
-    assert "kept" not in err.value.msg
-    assert not os.path.exists(dest + ".partial")
+            install(srv, server, tmp_path)
+    partial = staging / (DIGEST.replace(":", "-") + ".partial")
+    assert "The %d bytes received are kept in %s, and the next run continues" % (KEPT, partial) in err.value.msg
+    assert partial.read_bytes() == BLOB[:KEPT]
+    assert oct(staging.stat().st_mode & 0o777) == "0o700"
+    assert not (tmp_path / "models").exists()  # nothing in the store, no manifest
+    with registry("ranges") as srv:
+        assert install(srv, server, tmp_path) == (len(BLOB) - KEPT, KEPT)
+        assert gets(srv) == ["bytes=%d-" % KEPT]
+    assert server.blobs[DIGEST] == BLOB
+    assert os.listdir(str(staging)) == []  # uploaded, then removed
+    assert os.listdir(str(tmp_path / "models")) == ["manifests"]  # nothing but the manifest in the store
+
+
+def test_a_staged_blob_the_upload_did_not_take_is_verified_not_downloaded_again(tmp_path):
+    server = Server()
+    server.refuse = True
+    with registry("ranges") as srv:
+        with pytest.raises(OllamaError):
+            install(srv, server, tmp_path)
+    staged = tmp_path / "staging" / DIGEST.replace(":", "-")
+    assert staged.read_bytes() == BLOB  # whole, verified, kept for the next run
+    with registry("ranges") as srv:
+        assert install(srv, server, tmp_path) == (0, len(BLOB))
+        assert gets(srv) == ["bytes=%d-" % len(BLOB)]  # the registry's 416: nothing more to download
+    assert server.blobs[DIGEST] == BLOB and os.listdir(str(tmp_path / "staging")) == []
+
+
+def test_an_unsafe_staging_dir_is_refused_before_anything_is_fetched(tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(str(tmp_path / "elsewhere"), str(tmp_path / "link"))
+    with registry("ranges") as srv:
+        with pytest.raises(UnsafeStaging) as err:
+            install(srv, Server(), tmp_path, staging=str(tmp_path / "link"))
+        assert srv.seen == []
+    assert "staging_dir %s is a symbolic link (to %s)" % (tmp_path / "link", tmp_path / "elsewhere") in str(err.value)
+    assert os.listdir(str(tmp_path / "elsewhere")) == [] and not (tmp_path / "models").exists()
+
+
+def test_the_staging_dir_is_not_looked_at_when_the_server_has_every_blob(tmp_path):
+    os.symlink("/nonexistent", str(tmp_path / "link"))
+    with registry("ranges") as srv:
+        assert install(srv, Server(has=[DIGEST]), tmp_path, staging=str(tmp_path / "link")) == (0, 0)
+        assert srv.seen == []
+    assert os.listdir(str(tmp_path / "models")) == ["manifests"]
+
+
+class Interrupted(object):
+    """A download answer whose reading stops with Ctrl-C (KeyboardInterrupt) after its first block."""
+    status = 200
+    headers = {"Content-Length": str(len(BLOB))}
+
+    def __init__(self):
+        self.blocks = [BLOB[:KEPT]]
+
+    def read(self, _n):
+        if self.blocks:
+            return self.blocks.pop()
+        raise KeyboardInterrupt
+
+    def close(self):
+        pass
+
+
+def test_ctrl_c_mid_blob_keeps_what_was_received(tmp_path):
+    dest = str(tmp_path / "blob")
+    with pytest.raises(KeyboardInterrupt):
+        _save(lambda start: Interrupted(), "http://registry/blob", DIGEST, dest, "the registry")
+    with open(dest + ".partial", "rb") as f:
+        assert f.read() == BLOB[:KEPT]
+    with registry("ranges") as srv:
+        assert fetch(srv, dest) == (len(BLOB) - KEPT, KEPT)
