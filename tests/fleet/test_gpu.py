@@ -217,45 +217,6 @@ def _main_pid(lab):
     return sh(lab, HOST, "systemctl show -p MainPID --value ollama").strip()
 
 
-@pytest.fixture
-def rocm_mirror(lab):
-    name, root = _rocm_standin_mirror([NEW, OLD])
-    yield "%s/%s" % (lab.site["mirror_url"], name)
-    # leave lab2 as found: the version in use without the stand-in, no OLD version, no cached stand-ins
-    restore = lab.playbook("servers.yml", limit=HOST)
-    sh(lab, HOST, "rm -rf /opt/ollama/versions/%s/lib/ollama/rocm /opt/ollama/versions/%s/.ollama-linux-amd64-rocm.tar.zst.sha256 "
-                  "/opt/ollama/versions/%s /var/cache/ollama-archives/*/ollama-linux-amd64-rocm.tar.zst; "
-                  "rmdir /var/cache/ollama-archives/%s 2>/dev/null" % (NEW, NEW, OLD, OLD), check=False)
-    shutil.rmtree(root, ignore_errors=True)
-    assert restore.rc == 0, restore.output[-4000:]
-
-
-def test_rocm_archive_added_to_the_version_directory(lab, rocm_mirror):
-    """ROCm forced on (ollama_server_gpu_archive: rocm), as on an AMD host: lab2 has no AMD GPU."""
-    common = {"ollama_server_download_base_url": rocm_mirror, "ollama_server_gpu_archive": "rocm"}
-    pid = _main_pid(lab)
-    run = lab.playbook("servers.yml", limit=HOST, extra_vars=common)
-    assert run.rc == 0, run.output[-6000:]
-    vdir = "/opt/ollama/versions/%s" % NEW
-    assert "not ROCm" in sh(lab, HOST, "cat %s/lib/ollama/rocm/STAND-IN.txt" % vdir)
-    sums = sh(lab, HOST, "curl -fsS %s/v%s/sha256sum.txt" % (rocm_mirror, NEW))
-    assert sh(lab, HOST, "cat %s/.ollama-linux-amd64-rocm.tar.zst.sha256" % vdir).strip() in sums
-    assert _main_pid(lab) != pid  # the running version was restarted on its new libraries
-    assert json.loads(sh(lab, HOST, "curl -fsS http://127.0.0.1:11434/api/version"))["version"] == NEW
-
-    again = lab.playbook("servers.yml", limit=HOST, extra_vars=common)
-    assert again.rc == 0 and again.stats[HOST]["changed"] == 0, again.output[-4000:]
-
-    # a new version: unpacked by the role, then the ROCm archive added, before it is switched to
-    fresh = lab.playbook("servers.yml", limit=HOST, extra_vars=dict(
-        common, ollama_server_version=OLD, ollama_server_hsa_override_gfx_version="11.0.0"))
-    assert fresh.rc == 0, fresh.output[-6000:]
-    assert "not ROCm" in sh(lab, HOST, "cat /opt/ollama/versions/%s/lib/ollama/rocm/STAND-IN.txt" % OLD)
-    assert sh(lab, HOST, "readlink /opt/ollama/current").strip() == "/opt/ollama/versions/%s" % OLD
-    assert "HSA_OVERRIDE_GFX_VERSION=11.0.0" in sh(lab, HOST, "cat /etc/systemd/system/ollama.service.d/10-environment.conf")
-    assert json.loads(sh(lab, HOST, "curl -fsS http://127.0.0.1:11434/api/version"))["version"] == OLD
-
-
 def _changed_tasks(output, host):
     """The titles of the tasks and handlers that changed `host`, in the order they ran."""
     titles, title = [], None
@@ -304,13 +265,15 @@ def mlx_mirror(lab):
     assert restore.rc == 0, restore.output[-4000:]
 
 
-def test_mlx_archive_added_verified_and_kept_by_each_version(lab, mlx_mirror):
+def test_mlx_and_rocm_archives_added_verified_and_kept_by_each_version(lab, mlx_mirror):
     """ollama_server_mlx on lab2 (x86_64), from STAND-IN mirrors (see _mlx_standin_archive: the archives have the
-    real layout and are not MLX): predicted in check mode, refused when damaged with the running version untouched,
-    added to the version in use (restarted), a no-op again; with the ROCm stand-in too, added to the other lab version before the
-    switch to it; a rollback keeps each version's own; turned off, it stays."""
+    real layout and are not MLX), with the ROCm archive forced on (ollama_server_gpu_archive: rocm, as on an AMD
+    host: lab2 has no AMD GPU): predicted in check mode, refused when damaged with the running version untouched,
+    both added to the version in use (restarted once), a no-op again; both added to the other lab version before the
+    switch to it (with HSA_OVERRIDE_GFX_VERSION); a rollback keeps each version's own; turned off, they stay."""
     vdir, odir = "/opt/ollama/versions/%s" % NEW, "/opt/ollama/versions/%s" % OLD
     on = {"ollama_server_mlx": True, "ollama_server_download_base_url": mlx_mirror["good"]}
+    both = dict(on, ollama_server_gpu_archive="rocm")
     sums = {v: sh(lab, HOST, "curl -fsS %s/v%s/sha256sum.txt" % (mlx_mirror["good"], v)) for v in (NEW, OLD)}
     before, pid = _version_tree(lab, NEW), _main_pid(lab)
     assert "mlx_cuda_v13" not in before
@@ -329,9 +292,13 @@ def test_mlx_archive_added_verified_and_kept_by_each_version(lab, mlx_mirror):
     assert _version_tree(lab, NEW) == before and _main_pid(lab) == pid
     assert sh(lab, HOST, "readlink /opt/ollama/current").strip() == vdir and _answers(lab) == NEW
 
-    run = lab.playbook("servers.yml", limit=HOST, extra_vars=on)
+    run = lab.playbook("servers.yml", limit=HOST, extra_vars=both)
     assert run.rc == 0, run.output[-6000:]
     assert "Ollama %s" % NEW in sh(lab, HOST, "cat %s/lib/ollama/mlx_cuda_v13/libmlx.so" % vdir)
+    assert "not ROCm" in sh(lab, HOST, "cat %s/lib/ollama/rocm/STAND-IN.txt" % vdir)
+    rocm_marker = sh(lab, HOST, "cat %s/.ollama-linux-amd64-rocm.tar.zst.sha256" % vdir).strip()
+    assert "%s  ollama-linux-amd64-rocm.tar.zst\n" % rocm_marker in sums[NEW]
+    assert _changed_tasks(run.output, HOST).count("llmops.ollama.server : Restart ollama") == 1
     # lab2 applies umask 027: the archive's folders are opened to the service user all the same
     assert sh(lab, HOST, "stat -c %%a %s/lib/ollama/mlx_cuda_v13 %s/lib/ollama/mlx_cuda_v13/include" % (vdir, vdir)
               ).split() == ["755", "755"]
@@ -340,14 +307,14 @@ def test_mlx_archive_added_verified_and_kept_by_each_version(lab, mlx_mirror):
     assert _main_pid(lab) != pid  # the running version was restarted on its new libraries
     assert _answers(lab) == NEW
 
-    again = lab.playbook("servers.yml", limit=HOST, extra_vars=on)
+    again = lab.playbook("servers.yml", limit=HOST, extra_vars=both)
     assert again.rc == 0 and again.stats[HOST]["changed"] == 0, again.output[-4000:]
     assert "llmops.ollama._install : " not in again.output  # the look found the marker: no step ran
     kept = _version_tree(lab, NEW)
 
     # the other version, with the ROCm archive too: unpacked, both archives added, then switched to (once restarted)
     upgrade = lab.playbook("servers.yml", limit=HOST, extra_vars=dict(
-        on, ollama_server_gpu_archive="rocm", ollama_server_version=OLD))
+        both, ollama_server_version=OLD, ollama_server_hsa_override_gfx_version="11.0.0"))
     assert upgrade.rc == 0, upgrade.output[-6000:]
     changed = _changed_tasks(upgrade.output, HOST)
     adds = [i for i, title in enumerate(changed) if title == "llmops.ollama._install : Add the files to the directory"]
@@ -358,10 +325,11 @@ def test_mlx_archive_added_verified_and_kept_by_each_version(lab, mlx_mirror):
     for asset in (MLX_ARCHIVE, "ollama-linux-amd64-rocm.tar.zst"):
         assert "%s  %s\n" % (sh(lab, HOST, "cat %s/.%s.sha256" % (odir, asset)).strip(), asset) in sums[OLD]
     assert sh(lab, HOST, "readlink /opt/ollama/current").strip() == odir and _answers(lab) == OLD
+    assert "HSA_OVERRIDE_GFX_VERSION=11.0.0" in sh(lab, HOST, "cat /etc/systemd/system/ollama.service.d/10-environment.conf")
     assert _version_tree(lab, NEW) == kept
 
     # back to NEW: its own MLX archive, the same files, nothing fetched or added
-    back = lab.playbook("servers.yml", limit=HOST, extra_vars=on)
+    back = lab.playbook("servers.yml", limit=HOST, extra_vars=both)
     assert back.rc == 0, back.output[-6000:]
     assert "llmops.ollama._install : Add the files to the directory" not in _changed_tasks(back.output, HOST)
     assert _version_tree(lab, NEW) == kept
