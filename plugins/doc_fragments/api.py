@@ -35,7 +35,7 @@ options:
   ca_path:
     description:
       - PEM file of the CA that signed the server's certificate, when it is not in the system store.
-      - Used for the server only; see O(registry_ca_path) for a registry's CA, where the module has that option.
+      - Used for the server only; modules that read registries take a registry's CA as C(registry_ca_path).
     type: path
   client_cert:
     description:
