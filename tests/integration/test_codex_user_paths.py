@@ -209,5 +209,5 @@ def test_plants_in_a_users_home_are_refused_named_and_escape_nothing(lab):
     again = run(lab)
     assert again.rc == 0 and again.stats["localhost"]["changed"] == 0, again.output[-4000:]
     assert lab.snapshot() == cleared  # the runs after the plants changed nothing outside the homes either
-    print("%d plants in %d users' homes, %d refused, %d escapes" % (len(plants), len(lab.users), len(plants),
-                                                                     len(escapes)))
+    print("%d plants in %d users' homes, %d refused, %d escapes"
+          % (len(plants), len(lab.users), len(plants), len(escapes)))

@@ -381,7 +381,7 @@ def test_the_table_in_docs_codex_md_is_what_the_module_chooses(rx7900_free, rtx2
         cells = [c.strip() for c in line.split("|")[1:-1]]
         model = cells[0].split(" ")[0]
         shown = [v.strip() for cell in cells[1:] for v in cell.split("/")]
-        shown = shown[:4] + (shown[4:] if len(shown) == 8 else [v for v in shown[4:] for _ in (0, 1)])
+        shown = shown[:4] + (shown[4:] if len(shown) == 8 else [v for v in shown[4:] for _twice in (0, 1)])
         expected = []
         for memory in (rx7900_free, rtx2080_memory):
             for parallel, cache_type in ((1, "f16"), (2, "f16"), (1, "q8_0"), (2, "q8_0")):
