@@ -59,6 +59,10 @@ class OllamaUnreachable(OllamaError):
     """The server (or registry) did not answer at all, or the connection broke."""
 
 
+class OllamaTimeout(OllamaUnreachable):
+    """No answer within the timeout (the other side may still be working)."""
+
+
 class HTTPStatusError(OllamaError):
     """An answer with an error status. `message` is what the other side said; `headers` its headers."""
 
@@ -187,15 +191,17 @@ class Transport(object):
         self.unreachable_hint = unreachable_hint
         self._opener = build_opener(ProxyHandler(), HTTPSHandler(context=context), _NoRedirects())
 
-    def open(self, url, method="GET", headers=None, data=None, redirect=NO_REDIRECTS):
-        """Open `url`, following redirects as `redirect` allows; returns a Response or raises an OllamaError."""
+    def open(self, url, method="GET", headers=None, data=None, redirect=NO_REDIRECTS, timeout=None):
+        """Open `url`, following redirects as `redirect` allows; returns a Response or raises an OllamaError.
+
+        `timeout`, when given, replaces the transport's own for this request."""
         headers = dict(headers or {})
         start = url
         visited = []
         for _hop in range(MAX_REDIRECTS + 1):
             visited.append(url)
             try:
-                return Response(self._open_once(url, method, headers, data), url)
+                return Response(self._open_once(url, method, headers, data, timeout), url)
             except HTTPError as exc:
                 if exc.code not in REDIRECTS:
                     raise status_error(exc, url, self.describe(start))
@@ -238,23 +244,23 @@ class Transport(object):
             headers = dict((k, v) for k, v in headers.items() if k.lower() not in redirect.strip)
         return target, headers
 
-    def _open_once(self, url, method, headers, data):
+    def _open_once(self, url, method, headers, data, timeout=None):
         req = Request(url, data=data, headers=headers)
         req.get_method = lambda: method
         req.add_header("User-Agent", AGENT)
         try:
-            return self._opener.open(req, timeout=self.timeout)
+            return self._opener.open(req, timeout=timeout or self.timeout)
         except HTTPError:
             raise
         except TRANSPORT_ERRORS as exc:
-            raise self.unreachable(url, exc)
+            raise self.unreachable(url, exc, timeout)
 
-    def unreachable(self, url, exc):
+    def unreachable(self, url, exc, timeout=None):
         what = self.describe(url)
         reason = getattr(exc, "reason", None) or exc  # ssl.SSLError has a reason that may be None
         if isinstance(reason, socket.timeout) or isinstance(exc, socket.timeout):
-            return OllamaUnreachable("no answer from %s within %ss (timeout). %s"
-                                     % (what, self.timeout, self.unreachable_hint), url=url)
+            return OllamaTimeout("no answer from %s within %ss (timeout). %s"
+                                 % (what, timeout or self.timeout, self.unreachable_hint), url=url)
         if _is_tls(reason):
             return OllamaUnreachable("TLS verification failed for %s: %s. %s" % (what, short(reason), self.tls_hint()),
                                      url=url)

@@ -26,6 +26,7 @@ from ansible_collections.llmops.ollama.plugins.module_utils._http import (
     HTTPStatusError,
     OllamaError,
     OllamaNotFound,
+    OllamaTimeout,
     OllamaUnreachable,
     Redirect,
     Transport,
@@ -277,8 +278,9 @@ class OllamaClient(object):
         return "the Ollama server at %s" % self.base_url
 
     # -- transport ---------------------------------------------------------------------------------
-    def _open(self, path, method="GET", body=None, headers=None, data=None):
-        """Open the API `path`; returns the open Response. `body` is sent as JSON; `data` (bytes, a file) as it is."""
+    def _open(self, path, method="GET", body=None, headers=None, data=None, timeout=None):
+        """Open the API `path`; returns the open Response. `body` is sent as JSON; `data` (bytes, a file) as it is.
+        `timeout`, when given, replaces the client's for this request."""
         all_headers = dict(self.headers)
         all_headers.update(headers or {})
         if body is not None:
@@ -287,17 +289,20 @@ class OllamaClient(object):
         if self.answered:
             self.transport.unreachable_hint = RESTART_HINT
         try:
-            resp = self.transport.open(self.base_url + path, method, all_headers, data, SERVER_REDIRECTS)
+            resp = self.transport.open(self.base_url + path, method, all_headers, data, SERVER_REDIRECTS, timeout)
         except HTTPStatusError as exc:
             self.answered = True
             raise _explain(exc)
         self.answered = True
         return resp
 
-    def _json(self, path, method="GET", body=None, expect=dict):
-        resp = self._open(path, method, body)
+    def _json(self, path, method="GET", body=None, expect=dict, timeout=None):
+        resp = self._open(path, method, body, timeout=timeout)
         try:
             raw = resp.read()
+        except socket.timeout:
+            raise OllamaTimeout("the Ollama server at %s stopped sending its answer to %s for %ss (timeout)"
+                                % (self.base_url, path, timeout or self.timeout), url=self.base_url + path)
         except READ_ERRORS as exc:
             raise OllamaUnreachable("lost the connection to the Ollama server at %s while reading %s: %s"
                                     % (self.base_url, path, short(exc)), url=self.base_url + path)
@@ -363,6 +368,21 @@ class OllamaClient(object):
         """Load `model` into the server's memory and keep it there for `keep_alive` (seconds, or a duration string):
         a generate request with no prompt, which the server answers once the model is loaded."""
         self._json("/api/generate", "POST", {"model": model, "keep_alive": keep_alive, "stream": False})
+
+    def chat(self, model, messages, tools=None, options=None, keep_alive=None, timeout=None):
+        """One chat turn, not streamed (/api/chat): the server's whole answer, with ``message`` (``content``,
+        ``tool_calls``) and its counters (``eval_count``, ``eval_duration``, ``load_duration``, ``total_duration``,
+        in nanoseconds). `timeout` bounds the wait for it (the server sends nothing before it is done); a timeout
+        raises OllamaTimeout, an error the server answers (a model it cannot load) an HTTPStatusError with its words
+        in ``message``."""
+        body = {"model": model, "messages": messages, "stream": False}
+        if tools:
+            body["tools"] = tools
+        if options:
+            body["options"] = options
+        if keep_alive is not None:
+            body["keep_alive"] = keep_alive
+        return self._json("/api/chat", "POST", body, timeout=timeout)
 
     def show(self, model):
         return self._json("/api/show", "POST", {"model": model})

@@ -7,6 +7,10 @@ out (a config blob `application/vnd.docker.container.image.v1+json`, then the la
   prompt with its scripted reply, a template that renders tools (Codex sends them; a template without `.Tools`
   makes Ollama refuse tool requests) and a params layer. `ollama run`, `/api/generate` and `codex exec` print the
   reply. Version 2 of a tag answers with another reply, so a moved tag shows in the answer.
+- the tool model (`answer` a list of pieces, TOOL_ANSWER): the same tiny GGUF answering a call of the tool
+  `report_ready` ({"name": "report_ready", "arguments": {}}), which Ollama's /api/chat returns as
+  `message.tool_calls` when the request offers that tool (the template mentions .Tools). Not in the catalogue: the
+  readiness gate's test (tests/integration/test_ready.py) pushes it.
 - synthetic models (`size` set): a GGUF header then deterministic filler, of any size, for pulls, progress and
   bandwidth; they cannot be loaded.
 
@@ -44,6 +48,8 @@ TEMPLATE = (b"{{- if .System }}SYSTEM: {{ .System }}\n{{ end }}"
 # No num_ctx: the context is the server's (OLLAMA_CONTEXT_LENGTH, the server role's ollama_server_context_length), as
 # with most published models. One thread keeps a busy 2-core machine quick.
 PARAMS = {"num_predict": 64, "num_thread": 1, "stop": ["</s>"]}
+# The tool model's answer, as explicit pieces (a JSON object repeats `"`, so it cannot be split into word pieces).
+TOOL_ANSWER = list(tiny_gguf.TOOL_CALL_PIECES)
 
 
 def reply(repo, tag, version=1):
@@ -75,10 +81,14 @@ def _gguf(name, version, size):
 
 
 def _real_gguf(answer):
+    """The tiny GGUF answering `answer`: a string, or a list of explicit pieces (the tool model)."""
     fd, path = tempfile.mkstemp(suffix=".gguf")
     os.close(fd)
     try:
-        tiny_gguf.write(path, answer)
+        if isinstance(answer, list):
+            tiny_gguf.write(path, pieces=answer)
+        else:
+            tiny_gguf.write(path, answer)
         with open(path, "rb") as f:
             return f.read()
     finally:
@@ -101,7 +111,8 @@ def _human(n):
 
 
 def build(name, version=1, size=1 << 20, answer=None):
-    """Return (manifest bytes, {digest: blob bytes}): a real model answering `answer`, else a synthetic one.
+    """Return (manifest bytes, {digest: blob bytes}): a real model answering `answer` (a string, or the list of
+    pieces of the tool model), else a synthetic one.
 
     A real model's config is what `ollama create` writes for a GGUF (0.34); a synthetic one keeps the older form
     with rootfs.diff_ids, which Ollama reads as well."""
@@ -110,7 +121,8 @@ def build(name, version=1, size=1 << 20, answer=None):
                   ("application/vnd.ollama.image.template", TEMPLATE),
                   ("application/vnd.ollama.image.params", _go_json(PARAMS))]
         config = _go_json({"model_format": "gguf", "model_family": "llama", "model_families": ["llama"],
-                           "model_type": _human(tiny_gguf.parameter_count(answer)), "file_type": "F32"})
+                           "model_type": _human(tiny_gguf.parameter_count(answer) if isinstance(answer, str)
+                                                else tiny_gguf.parameter_count(pieces=answer)), "file_type": "F32"})
     else:
         layers = [("application/vnd.ollama.image.model", _gguf(name, version, size)),
                   ("application/vnd.ollama.image.template", b"{{ .Prompt }}")]

@@ -11,10 +11,15 @@ The tokenizer is SentencePiece-style (`tokenizer.ggml.model = "llama"`): `<unk>`
 tokens, and a few hundred word pieces (with the prefixes SentencePiece needs to reach them by merges), so that
 prompts of a few thousand words take a few thousand tokens. The same reply always gives the same bytes.
 
-    python3 -m tests.lab.tiny_gguf OUT.gguf [--reply " Hello from tiny!"]
+A reply whose word pieces repeat (a JSON tool call repeats `"`) is given as explicit pieces instead, each one token,
+all distinct: ['{"name":', ' "report_ready",', ' "arguments":', ' {}}'] (TOOL_CALL_PIECES) makes the model answer
+`{"name": "report_ready", "arguments": {}}`, which Ollama turns into a tool call for a template that mentions .Tools.
+
+    python3 -m tests.lab.tiny_gguf OUT.gguf [--reply " Hello from tiny!" | --pieces '["{\"name\":", ...]']
 """
 import argparse
 import hashlib
+import json
 import os
 import tempfile
 
@@ -36,6 +41,9 @@ responses format markdown example examples always never keep follow following no
 """.split()
 # Single characters: letters, digits, punctuation (anything else falls back to byte tokens).
 CHARS = [chr(c) for c in range(33, 127)]
+# A reply that calls the tool report_ready (no arguments), as Ollama's tool parser reads it: the whole answer is one
+# JSON object with "name" and "arguments" (tools/tools.go; the tag is "{" for a template without .ToolCalls).
+TOOL_CALL_PIECES = ['{"name":', ' "report_ready",', ' "arguments":', ' {}}']
 
 
 def vocabulary(reply_pieces):
@@ -75,24 +83,38 @@ def reply_pieces(reply):
             word += ch
     if word:
         pieces.append(word)
-    if len(set(pieces)) != len(pieces) or len(pieces) >= EMBED:
+    return _distinct(pieces)
+
+
+def explicit_pieces(pieces):
+    """Pieces given one by one, each one token of the reply (a space is SentencePiece's word boundary)."""
+    return _distinct([p.replace(" ", SPACE) for p in pieces])
+
+
+def _distinct(pieces):
+    if not pieces or len(set(pieces)) != len(pieces) or len(pieces) >= EMBED or not all(pieces):
         raise ValueError("a scripted reply needs distinct pieces, fewer than %d: %r" % (EMBED, pieces))
     return pieces
 
 
-def parameter_count(reply=" Hello from tiny!"):
+def parameter_count(reply=" Hello from tiny!", pieces=None):
     """How many weights the model has (what Ollama shows as its parameter size, e.g. 281K)."""
-    n_vocab = len(vocabulary(reply_pieces(reply)))
+    n_vocab = len(vocabulary(explicit_pieces(pieces) if pieces else reply_pieces(reply)))
     block = 2 * EMBED + 4 * EMBED * EMBED + 3 * EMBED * FFN
     return 2 * n_vocab * EMBED + BLOCKS * block + EMBED
 
 
-def write(path, reply=" Hello from tiny!", name="tiny"):
-    """Write the GGUF to `path` (atomically). Returns its sha256 hex."""
+def write(path, reply=" Hello from tiny!", name="tiny", pieces=None):
+    """Write the GGUF to `path` (atomically); it answers `reply`, or the explicit `pieces` when given (then `reply`
+    is ignored). Returns its sha256 hex."""
     import gguf
     import numpy as np
 
-    pieces = reply_pieces(reply)
+    if pieces:
+        reply = "".join(pieces)
+        pieces = explicit_pieces(pieces)
+    else:
+        pieces = reply_pieces(reply)
     tokens = vocabulary(pieces)
     index = {t: i for i, t in enumerate(tokens)}
     n_vocab = len(tokens)
@@ -166,8 +188,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python3 -m tests.lab.tiny_gguf")
     parser.add_argument("out")
     parser.add_argument("--reply", default=" Hello from tiny!")
+    parser.add_argument("--pieces", help="the reply as a JSON list of distinct pieces, one token each")
     args = parser.parse_args(argv)
-    print(write(args.out, args.reply))
+    print(write(args.out, args.reply, pieces=json.loads(args.pieces) if args.pieces else None))
 
 
 if __name__ == "__main__":
