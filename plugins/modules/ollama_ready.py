@@ -383,7 +383,7 @@ class Gate(object):
             raise NotReady("asked %s for %s%s: the model answered nothing (no words, no tokens). Check the model."
                            % (self.model, asked, context))
         if params["num_ctx"] and result["context"] and result["context"] < params["num_ctx"]:
-            raise NotReady("context too small: asked %s for a context of %d tokens, the server runs it at %d (the "
+            raise NotReady("context too small: asked %s for a context of %s tokens, the server runs it at %s (the "
                            "model's own limit, or what fits in memory). Give a context it can hold (num_ctx, the "
                            "server role's ollama_server_context_length, Codex's context window), or a model made for "
                            "a longer one." % (self.model, params["num_ctx"], result["context"]))
@@ -422,7 +422,7 @@ def main():
         num_ctx=dict(type="int"),
         tool_call=dict(type="bool", default=True),
         require_gpu=dict(type="bool", default=False),
-        min_tokens_per_second=dict(type="float"),
+        min_tokens_per_second=dict(type="float", no_log=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params

@@ -6,14 +6,12 @@ the link that drops mid-blob is the lab's fault proxy (tests/lab/faults.py Fault
 unchanged to the real registry, cutting the connection after K bytes). Through the public registry (TLS, token auth,
 307 to a CDN) the resume follows the redirect with its Range. The module runs in-process (tests/lab/module_run.py)."""
 import hashlib
-import json
-import time
-import urllib.request
 
 import pytest
 
 from ansible_collections.llmops.ollama.plugins.modules import ollama_bundle
 from tests.lab import faults, models
+from tests.lab.registry import front_stats, settled
 from tests.lab.module_run import assert_clear_failure, run_module
 
 MIB = 1 << 20
@@ -27,24 +25,6 @@ def pushed(registry):
     manifest, blobs = models.build("resume/big:latest", 1, SIZE)
     digest = models.push(registry.url, "resume/big", "latest", manifest, blobs)
     return "resume/big:latest", digest.split(":", 1)[1], blobs
-
-
-def stats(registry, method="GET"):
-    req = urllib.request.Request(registry.url + "/_lab/stats", method=method)
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read() or b"{}")
-
-
-def settled(registry, seconds=10):
-    """Wait until the registry's front has counted all it sent: the cut transfer's last block reaches it after the
-    client is gone (the fault proxy stops reading, the front may still be writing one block)."""
-    deadline, last = time.time() + seconds, None
-    while time.time() < deadline:
-        now = stats(registry)
-        if now == last:
-            return
-        last = now
-        time.sleep(1)
 
 
 def blob_file(bundle, digest):
@@ -74,10 +54,10 @@ def test_an_interrupted_bundle_download_resumes_with_only_the_missing_bytes(regi
         stored = [d for d in blobs if blob_file(bundle, d).exists()]  # the small blobs it fetched before the layer
 
         proxy.reset()
-        settled(registry)
-        stats(registry, "DELETE")
+        settled(registry.url)
+        front_stats(registry.url, "DELETE")
         code, second = run_module(ollama_bundle, args)
-        served = sum(s["blob_bytes"] for s in stats(registry).values())
+        served = sum(s["blob_bytes"] for s in front_stats(registry.url).values())
     assert code == 0 and second["changed"], second
     model = second["models"][0]
     assert model["action"] == "fetched" and model["digest"] == digest

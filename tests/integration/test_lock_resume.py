@@ -10,7 +10,6 @@ the controller dies mid-download). The other runs of the module are in-process (
 import json
 import os
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from ansible_collections.llmops.ollama.plugins.module_utils._ollama_client impor
 from ansible_collections.llmops.ollama.plugins.modules import ollama_model
 from tests.conftest import lab_setup
 from tests.lab import faults, models
+from tests.lab.registry import front_stats, settled
 from tests.lab.module_run import assert_clear_failure, run_module
 from tests.lab.ollama_server import OllamaServer
 
@@ -47,24 +47,6 @@ def moved(registry, repo):
     return v1, blobs, max(blobs, key=lambda d: len(blobs[d]))
 
 
-def stats(registry, method="GET"):
-    req = urllib.request.Request(registry.url + "/_lab/stats", method=method)
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read() or b"{}")
-
-
-def settled(registry, seconds=10):
-    """Wait until the registry's front has counted all it sent (as in test_bundle_resume.py): a cut transfer's last
-    block reaches it after the client is gone."""
-    deadline, last = time.time() + seconds, None
-    while time.time() < deadline:
-        now = stats(registry)
-        if now == last:
-            return
-        last = now
-        time.sleep(1)
-
-
 def lock_args(server, name, v1, staging):
     return dict(base_url=server.url, models=[dict(name=name, digest=v1)], insecure=True,
                 models_dir=str(server.models_dir), staging_dir=str(staging), fit_check="off", progress_interval=0,
@@ -79,7 +61,7 @@ def leftovers(models_dir):
 
 
 def served_blob_bytes(registry):
-    return sum(s["blob_bytes"] for s in stats(registry).values())
+    return sum(s["blob_bytes"] for s in front_stats(registry.url).values())
 
 
 def resume_and_check(server, registry, args, name, v1, blobs, layer, kept, staging):
@@ -87,8 +69,8 @@ def resume_and_check(server, registry, args, name, v1, blobs, layer, kept, stagi
     nothing is left in the staging directory or the store. Returns (bytes downloaded, bytes the registry served)."""
     client = OllamaClient(server.url)
     on_server = [d for d in blobs if client.has_blob(d)]  # what the first run uploaded before the layer
-    settled(registry)
-    stats(registry, "DELETE")
+    settled(registry.url)
+    front_stats(registry.url, "DELETE")
     code, second = run_module(ollama_model, args)
     served = served_blob_bytes(registry)
     assert code == 0 and second["changed"], second
@@ -118,7 +100,7 @@ def test_a_lock_download_cut_mid_blob_resumes_with_only_the_missing_bytes(server
     with faults.FaultProxy((host, int(port))) as proxy:
         name = "%s/lockresume/drop:latest" % proxy.address
         args = lock_args(server, name, v1, staging)
-        stats(registry, "DELETE")
+        front_stats(registry.url, "DELETE")
         proxy.drop_after, proxy.drops = DROP_AFTER, 1  # the link drops once, mid-layer
         code, first = run_module(ollama_model, args)
         assert_clear_failure(code, first)
@@ -188,8 +170,8 @@ def test_an_unsafe_staging_dir_is_refused_naming_it_and_nothing_is_fetched(serve
         said = "staging_dir %s is owned by " % staging
     args = lock_args(server, name, v1, staging)
     store = sorted(str(p) for p in Path(server.models_dir).rglob("*"))
-    settled(registry)
-    stats(registry, "DELETE")
+    settled(registry.url)
+    front_stats(registry.url, "DELETE")
     code, result = run_module(ollama_model, args)
     assert_clear_failure(code, result)
     assert result["msg"].startswith(said), result["msg"]

@@ -66,18 +66,6 @@ def module_fetch(tmp_path, model, lab_ca):
     return run_module(ollama_bundle, args)
 
 
-def server_pull(server, model):
-    """The real server's pull of the model: (succeeded, the error it gave)."""
-    body = json.dumps({"model": model.name, "stream": False}).encode()
-    request = urllib.request.Request(server.url + "/api/pull", data=body, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=120) as answer:
-            result = json.load(answer)
-    except urllib.error.HTTPError as exc:
-        result = json.load(exc)
-    return result.get("status") == "success", result.get("error", "")
-
-
 def server_tags(server):
     with urllib.request.urlopen(server.url + "/api/tags", timeout=10) as answer:
         return {m["name"]: m["digest"] for m in json.load(answer)["models"]}
@@ -132,7 +120,7 @@ def test_a_blob_sent_to_the_cdn_with_another_status_than_307_is_refused_as_the_s
     assert "with a redirect (HTTP %d) to another host" % status in check["msg"], check["msg"]
     assert seen(public_registry, since, "cdn", "module") == [], "check mode fetched from the CDN"
 
-    pulled, error = server_pull(server, model)
+    pulled, error = server.pull(model.name)
     assert not pulled and error == "unexpected status code %d" % status, error
     assert seen(public_registry, since, "registry", "server"), "the server did not reach the registry"
     assert seen(public_registry, since, "cdn", "server") == [], "the server fetched from the CDN"
@@ -156,7 +144,7 @@ def test_a_blob_sent_to_the_cdn_with_307_is_fetched_by_both(server, registry, pu
                                                 registry_ca_path=str(lab_ca.cert), _ansible_check_mode=True))
     assert code == 0 and check["changed"] and check["models"][0]["action"] == "pulled", check
     since = len(public_registry.requests)
-    pulled, error = server_pull(server, model)
+    pulled, error = server.pull(model.name)
     assert pulled, error
     assert server_tags(server)[model.name] == model.digest
     fetched = set(r["path"].split("/")[2].split("?")[0] for r in seen(public_registry, since, "cdn", "server"))
@@ -184,7 +172,7 @@ def test_a_token_realm_on_another_host_is_refused_as_the_server_refuses_it(
     assert "realm host \"%s\" does not match original host \"%s\"" % (other, own) in check["msg"], check
     assert seen(public_registry, since, "cdn", "module") == [], "the module asked the other host for a token"
 
-    pulled, error = server_pull(server, model)
+    pulled, error = server.pull(model.name)
     assert not pulled and error.endswith("realm host \"%s\" does not match original host \"%s\"" % (other, own)), \
         error
     assert seen(public_registry, since, "cdn", "server") == [], "the server asked the other host for a token"
@@ -234,7 +222,7 @@ def test_a_blob_the_cdn_cuts_is_resumed_by_both(server, registry, public_registr
 
     knobs(drop_after=DROP_AFTER)  # armed again for every blob: the server's first answer of the layer is cut too
     since = len(public_registry.requests)
-    pulled, error = server_pull(server, model)
+    pulled, error = server.pull(model.name)
     assert pulled, error
     assert server_tags(server)[model.name] == model.digest
     gets = [r for r in seen(public_registry, since, "cdn", "server") if model.layer in r["path"]]

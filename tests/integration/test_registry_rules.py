@@ -13,9 +13,6 @@ over TLS (tests/integration/test_public_registry.py covers the rest of what a pu
 redirect and realm cases stay, over plain HTTP (insecure), with what the front cannot be made to produce: a manifest
 redirected to another host (over HTTPS, and with insecure), and a token service that redirects to another host.
 """
-import json
-import urllib.error
-import urllib.request
 
 import pytest
 
@@ -114,18 +111,6 @@ def module_fetch(tmp_path, reg, insecure=True, **more):
     return run_module(ollama_bundle, args)
 
 
-def server_pull(server, reg, insecure=True):
-    """The real server's pull of the model: (succeeded, the error it gave)."""
-    body = json.dumps({"model": reg.name, "insecure": insecure, "stream": False}).encode()
-    request = urllib.request.Request(server.url + "/api/pull", data=body, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=120) as answer:
-            result = json.load(answer)
-    except urllib.error.HTTPError as exc:
-        result = json.load(exc)
-    return result.get("status") == "success", result.get("error", "")
-
-
 def gets(srv):
     return [s for s in srv.seen if s["method"] == "GET"]
 
@@ -143,7 +128,7 @@ def test_a_blob_sent_to_another_host_with_301_or_302_is_refused_as_the_server_re
         assert "must send blob downloads to another host with 307" in msg, msg
         assert gets(reg.other) == [], "the module fetched from the other host"
 
-        pulled, error = server_pull(server, reg)
+        pulled, error = server.pull(reg.name, insecure=True)
         assert not pulled and error == "unexpected status code %d" % status, error
         assert gets(reg.other) == [], "the server fetched from the other host"
 
@@ -158,7 +143,7 @@ def test_a_blob_sent_to_another_host_with_307_is_fetched_as_the_server_fetches_i
         assert sorted(p.name.replace("-", ":", 1) for p in bundle.iterdir()) == sorted(reg.blobs)
 
         del reg.other.seen[:]
-        pulled, error = server_pull(server, reg)
+        pulled, error = server.pull(reg.name, insecure=True)
         assert pulled, error
         assert sorted(s["path"].rsplit("/", 1)[1] for s in gets(reg.other)) == sorted(reg.blobs)
 
@@ -175,7 +160,7 @@ def test_a_token_realm_on_another_host_is_refused_as_the_server_refuses_it(serve
         assert "realm host \"%s\" does not match original host \"%s\"" % (other, own) in msg, msg
         assert reg.other.seen == [], "the module asked the other host for a token"
 
-        pulled, error = server_pull(server, reg)
+        pulled, error = server.pull(reg.name, insecure=True)
         assert not pulled and error.endswith("realm host \"%s\" does not match original host \"%s\"" % (other, own)), \
             error
         assert reg.other.seen == [], "the server asked the other host for a token"
@@ -186,7 +171,7 @@ def test_a_token_realm_on_the_registry_itself_is_used_by_both(server, tmp_path):
     with Registry("ownrealm", realm="own", blob=307) as reg:
         code, result = module_fetch(tmp_path, reg)
         assert code == 0 and result["changed"], result
-        pulled, error = server_pull(server, reg)
+        pulled, error = server.pull(reg.name, insecure=True)
         assert pulled, error
         tokens = [s for s in reg.registry.seen if s["path"].startswith("/token?")]
         agents = sorted(set(s["headers"]["User-Agent"].split("/")[0] for s in tokens))
@@ -204,7 +189,7 @@ def test_a_token_service_that_redirects_to_another_host_is_refused_as_the_server
         assert "(\"blocked redirect to a different host\")" in msg and "insecure" not in msg, msg
         assert reg.other.seen == [], "the module followed the redirect"
 
-        pulled, error = server_pull(server, reg)
+        pulled, error = server.pull(reg.name, insecure=True)
         assert not pulled and error.endswith("blocked redirect to a different host"), error
         assert reg.other.seen == [], "the server followed the redirect"
 
@@ -222,7 +207,7 @@ def test_a_manifest_redirected_to_another_host_over_https_is_refused_as_the_serv
         assert "(\"blocked redirect to a different host\")" in msg and "insecure: true" in msg, msg
         assert reg.other.seen == [], "the module followed the redirect"
 
-        pulled, error = server_pull(server, reg, insecure=False)
+        pulled, error = server.pull(reg.name, insecure=False)
         assert not pulled and error.endswith("blocked redirect to a different host"), error
         assert error.startswith("pull model manifest: Get \"https://%s:%d/" % (OTHER_HOST, reg.other.port)), error
         assert reg.other.seen == [], "the server followed the redirect"
@@ -233,6 +218,6 @@ def test_with_insecure_a_manifest_redirected_to_another_host_is_followed_by_both
         code, result = module_fetch(tmp_path, reg)
         assert code == 0 and result["changed"], result
         assert [s["path"] for s in reg.other.seen] == ["/v2/ns/insecure302/manifests/latest"]
-        pulled, error = server_pull(server, reg)
+        pulled, error = server.pull(reg.name, insecure=True)
         assert pulled, error
         assert [s["path"] for s in reg.other.seen].count("/v2/ns/insecure302/manifests/latest") == 2

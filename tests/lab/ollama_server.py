@@ -1,8 +1,11 @@
 """Run the real `ollama serve` (a lab build, which runs models) on a free loopback port with its own model store."""
+import json
 import os
 import shutil
 import subprocess
 import tempfile
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from tests.lab import ollama_build
@@ -34,6 +37,17 @@ class OllamaServer:
                                          stdout=log, stderr=log, start_new_session=True)
         wait_http(self.url + "/api/version", proc=self.proc)
         return self
+
+    def pull(self, name, insecure=False, timeout=120):
+        """The server's own pull of `name` (/api/pull, not streamed): (whether it succeeded, the error it gave)."""
+        body = json.dumps({"model": name, "insecure": insecure, "stream": False}).encode()
+        request = urllib.request.Request(self.url + "/api/pull", data=body, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as answer:
+                result = json.load(answer)
+        except urllib.error.HTTPError as exc:
+            result = json.load(exc)
+        return result.get("status") == "success", result.get("error", "")
 
     def stop(self):
         if self.proc and self.proc.poll() is None:

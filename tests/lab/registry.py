@@ -65,6 +65,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -557,6 +558,25 @@ class Registry:
         self.stop()
 
 
+def front_stats(url, method="GET"):
+    """The front's blob counts per client (`GET /_lab/stats`), or, with DELETE, reset them."""
+    req = urllib.request.Request(url + "/_lab/stats", method=method)
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read() or b"{}")
+
+
+def settled(url, seconds=10):
+    """Wait until the front at `url` has counted all it sent: a cut transfer's last block reaches it after the client
+    is gone (a fault proxy stops reading, the front may still be writing one block)."""
+    deadline, last = time.time() + seconds, None
+    while time.time() < deadline:
+        now = front_stats(url)
+        if now == last:
+            return
+        last = now
+        time.sleep(1)
+
+
 def mbps_to_rate(mbps):
     """Bytes per second of a link of `mbps` megabits per second (None for 0: full speed)."""
     return float(mbps) * 1e6 / 8 if mbps else None
@@ -565,8 +585,6 @@ def mbps_to_rate(mbps):
 def set_knobs(registry_url, cafile=None, **knobs):
     """Set knobs of a running front (`PUT /_lab/stats`, see the module docstring; none: reset them all) and return
     the knobs now in effect. `cafile`: the lab CA's certificate, for a public registry."""
-    import urllib.request
-
     context = ssl.create_default_context(cafile=cafile) if cafile else None
     req = urllib.request.Request(registry_url + "/_lab/stats", data=json.dumps(knobs).encode(), method="PUT",
                                  headers={"Content-Type": "application/json"})
