@@ -20,6 +20,20 @@ attributes:
       - When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
 """
 
+    # Modules that only read: what they return is the same in check mode, and they change nothing.
+    INFO_MODULE = r"""
+options: {}
+attributes:
+  check_mode:
+    support: full
+    details: Reads the same in check mode; it never changes anything.
+  diff_mode:
+    support: N/A
+    details: It changes nothing.
+  idempotent:
+    support: full
+"""
+
     FACTS = r"""
 options: {}
 attributes:

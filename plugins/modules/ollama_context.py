@@ -31,15 +31,7 @@ extends_documentation_fragment:
   - llmops.ollama.api
   - llmops.ollama.api.attributes
   - llmops.ollama.attributes
-attributes:
-  check_mode:
-    support: full
-    details: Reads the same in check mode; it never changes anything.
-  diff_mode:
-    support: N/A
-    details: It changes nothing.
-  idempotent:
-    support: full
+  - llmops.ollama.attributes.info_module
 options:
   model:
     description:
