@@ -33,6 +33,11 @@ NEW, OLD = ollama_build.VERSIONS
 MLX_ARCHIVE = "ollama-linux-amd64-mlx.tar.zst"
 FIXTURES = REPO / "tests" / "unit" / "fixtures" / "gpu" / "nvidia"
 STANDIN = "/usr/local/bin/nvidia-smi"
+LISTED = "constructed_nvidia-smi-L_two-gpus.txt"
+# The GPU guard's stand-in driver on lab2 (read by the wait instead of /proc and /dev through OLLAMA_GPU_WAIT_ROOT,
+# given to the unit with the role's environment): the recorded /proc/driver/nvidia/version and empty device nodes.
+DRIVER_ROOT = "/var/lib/llmops-gpu-standin"
+GUARD = {"ollama_server_environment": {"OLLAMA_GPU_WAIT_ROOT": DRIVER_ROOT}, "ollama_server_gpu_wait_seconds": 10}
 
 
 def sh(lab, host, command, check=True):
@@ -43,8 +48,11 @@ def sh(lab, host, command, check=True):
 def standin_script(sample, rc):
     return ("#!/bin/sh\n"
             "# RECORDED-OUTPUT STAND-IN for nvidia-smi, installed by tests/fleet/test_gpu.py: not an NVIDIA tool.\n"
-            "# It prints tests/unit/fixtures/gpu/nvidia/%s (a real nvidia-smi output; source in the README there).\n"
-            "cat <<'RECORDED'\n%sRECORDED\nexit %d\n" % (sample, (FIXTURES / sample).read_text(), rc))
+            "# It prints tests/unit/fixtures/gpu/nvidia/%s (a real nvidia-smi output; source in the README there),\n"
+            "# and for -L (the GPU guard's question) %s when that exits 0.\n"
+            "if [ \"${1:-}\" = -L ] && [ %d -eq 0 ]; then\ncat <<'LISTED'\n%sLISTED\nexit 0\nfi\n"
+            "cat <<'RECORDED'\n%sRECORDED\nexit %d\n"
+            % (sample, LISTED, rc, (FIXTURES / LISTED).read_text(), (FIXTURES / sample).read_text(), rc))
 
 
 class NvidiaStandIn:
@@ -78,10 +86,38 @@ def report_lines(run, host):
     return out
 
 
+def _standin_driver(lab):
+    version = (FIXTURES / "neofetch-876_proc-driver-nvidia-version.txt").read_text()
+    sh(lab, HOST, "mkdir -p %s/proc/driver/nvidia %s/dev && touch %s/dev/nvidia0 %s/dev/nvidiactl && "
+                  "cat > %s/proc/driver/nvidia/version <<'RECORDED'\n%sRECORDED\nchmod -R a+rX %s"
+                  % ((DRIVER_ROOT,) * 5 + (version, DRIVER_ROOT)))
+
+
+def _active_with_new_pid(lab, old_pid, seconds=60):
+    """Whether the server runs, with a main process other than old_pid, within `seconds`."""
+    return sh(lab, HOST, "for i in $(seq %d); do test \"$(systemctl is-active ollama)\" = active && "
+                         "test \"$(systemctl show -p MainPID --value ollama)\" != %s && "
+                         "curl -fsS http://127.0.0.1:11434/api/version >/dev/null && echo up && exit 0; sleep 1; done"
+                         % (seconds, old_pid), check=False).strip() == "up"
+
+
 def test_gpu_branch_with_recorded_nvidia_smi(lab):
-    with NvidiaStandIn(lab, "triton-8070_two-gpus.csv"):
-        run = lab.playbook("gpu_servers.yml", limit=HOST)
-        report = lab.playbook("report.yml", limit="%s,localhost" % HOST)
+    """The GPU branch, and its GPU guard (docs/hardware.md): the unit waits for the (stand-in) driver before it
+    starts, fails with what is missing when it does not come, starts when it does, and the sleep hook restarts it
+    after a resume. Then the role, run again without the stand-ins, removes the guard (a host without GPUs)."""
+    _standin_driver(lab)
+    try:
+        with NvidiaStandIn(lab, "triton-8070_two-gpus.csv"):
+            run = lab.playbook("gpu_servers.yml", limit=HOST, extra_vars=GUARD)
+            report = lab.playbook("report.yml", limit="%s,localhost" % HOST)
+            _check_the_gpu_guard(lab)
+    finally:
+        sh(lab, HOST, "rm -rf %s" % DRIVER_ROOT, check=False)
+    after = lab.playbook("servers.yml", limit=HOST)
+    assert after.rc == 0, after.output[-6000:]
+    assert "ollama-gpu-wait" not in sh(lab, HOST, "systemctl cat ollama")
+    assert sh(lab, HOST, "ls /usr/lib/systemd/system-sleep/ollama /opt/ollama/bin/ollama-gpu-wait 2>&1",
+              check=False).count("No such file") == 2
     assert run.rc == 0, run.output[-6000:]
     assert "PASS: " in run.output and "GPU: NVIDIA TITAN V, NVIDIA RTX 5880 Ada Generation" in run.output
     assert ("GPU branch: nvidia; Ollama computes on GPU (NVIDIA TITAN V, NVIDIA RTX 5880 Ada Generation); "
@@ -92,6 +128,34 @@ def test_gpu_branch_with_recorded_nvidia_smi(lab):
     assert lines[0].split()[:4] == [HOST, NEW, "pass", "2"] and " gpu x2 " in lines[0]
     assert "gpu 0: NVIDIA TITAN V, vram not reported, compute 7.0, driver 570.86.15" in lines[1]
     assert "gpu 1: NVIDIA RTX 5880 Ada Generation, vram not reported, compute 8.9, driver 570.86.15" in lines[2]
+
+
+def _check_the_gpu_guard(lab):
+    unit = sh(lab, HOST, "systemctl cat ollama")
+    assert "ExecStartPre=/opt/ollama/bin/ollama-gpu-wait 10 nvidia" in unit and "TimeoutStartSec=70" in unit
+    assert 'Environment="OLLAMA_GPU_WAIT_ROOT=%s"' % DRIVER_ROOT in unit
+    assert sh(lab, HOST, "stat -c '%U %a' /opt/ollama/bin/ollama-gpu-wait /usr/lib/systemd/system-sleep/ollama") == (
+        "root 755\nroot 755\n")
+    # the driver gone: the start waits 10 s, fails, names what is missing; systemd tries again (Restart=always)
+    since = sh(lab, HOST, "date +%s").strip()
+    sh(lab, HOST, "mv %s/proc/driver/nvidia/version %s/version.away" % (DRIVER_ROOT, DRIVER_ROOT))
+    pid = _main_pid(lab)
+    sh(lab, HOST, "systemctl restart ollama", check=False)
+    journal = sh(lab, HOST, "journalctl -u ollama --since @%s --no-pager -o cat" % since)
+    assert "ollama-gpu-wait: waiting up to 10s for the GPU driver (nvidia)" in journal, journal[-3000:]
+    assert "ollama-gpu-wait: gave up after 1" in journal  # 10 or 11 s: whole seconds
+    assert ("s: the GPU driver is not ready, missing nvidia: %s/proc/driver/nvidia/version (the nvidia kernel module "
+            "is not loaded)." % DRIVER_ROOT) in journal
+    assert sh(lab, HOST, "systemctl is-active ollama", check=False).strip() in ("activating", "failed")
+    # the driver back: a retry of systemd's starts the server
+    sh(lab, HOST, "mv %s/version.away %s/proc/driver/nvidia/version" % (DRIVER_ROOT, DRIVER_ROOT))
+    assert _active_with_new_pid(lab, pid, seconds=40), sh(lab, HOST, "systemctl status ollama --no-pager", check=False)
+    # a resume: the sleep hook restarts the running server
+    pid = _main_pid(lab)
+    sh(lab, HOST, "/usr/lib/systemd/system-sleep/ollama pre suspend")
+    assert _main_pid(lab) == pid
+    sh(lab, HOST, "/usr/lib/systemd/system-sleep/ollama post suspend")
+    assert _active_with_new_pid(lab, pid, seconds=30)
 
 
 def test_broken_driver_stops_the_role_before_installing(lab):
