@@ -4,8 +4,9 @@ Codex uses must answer a real chat (tasks/ready.yml, llmops.ollama.ollama_ready)
 lab3's model is broken on disk the way a failed disk or a bad copy breaks one: its GGUF blob cut in half, the model
 unloaded, after a first ci.yml has converged both hosts and passed. The server still lists the model and answers its
 version, so the old check passed; the gate fails lab3 with the server's own error, and lab1 (whose model answers)
-passes and prints its tokens per second. With the blob put back, the next ci.yml passes on both and changes nothing. (The lab's Codex model cannot call tools, so the lab's gate asks for an answer only:
-tests/lab/group_vars/all.yml; the tool call is proven against a real server in tests/integration/test_ready.py.)
+passes and prints its tokens per second. With the blob put back, the next ci.yml passes on both and changes nothing.
+(The lab's Codex model cannot call tools, so the lab's gate asks for an answer only: tests/lab/group_vars/all.yml;
+the tool call is proven against a real server in tests/integration/test_ready.py.)
 """
 import json
 import re

@@ -53,9 +53,9 @@ PLAYBOOK = """
 @pytest.fixture(scope="module")
 def declared(tmp_path_factory):
     folder = tmp_path_factory.mktemp("declared")
-    inventory = {"all": {"hosts": dict((name, dict(hostvars, ansible_connection="local",
-                                                  ansible_python_interpreter=sys.executable))
-                                       for name, hostvars in HOSTS.items())}}
+    hosts = dict((name, dict(hostvars, ansible_connection="local", ansible_python_interpreter=sys.executable))
+                 for name, hostvars in HOSTS.items())
+    inventory = {"all": {"hosts": hosts}}
     (folder / "inventory.json").write_text(json.dumps(inventory))
     (folder / "declared.yml").write_text(PLAYBOOK)
     run = run_playbook(folder / "declared.yml", inventory=folder / "inventory.json",
