@@ -25,12 +25,18 @@ PER_TOKEN = 2 * 2 * 4 * 16 * 2
 
 @pytest.fixture(scope="module")
 def tiny(ollama_server, registry):
+    """The lab's tiny model on the session's shared server, for this file's tests only: the server is left as it was
+    found (test_ollama_model.py, later, expects a server without it)."""
     name = "%s/lab/tiny" % registry.address
+    client = OllamaClient(ollama_server.url)
+    had = any(m["name"] == name + ":latest" for m in client.tags())
     code, result = run_module(ollama_model, dict(base_url=ollama_server.url, name=[name], insecure=True,
                                                  fit_check="off", progress_interval=0))
     assert code == 0, result
-    (entry,) = [m for m in OllamaClient(ollama_server.url).tags() if m["name"] == name + ":latest"]
-    return name, entry["size"]
+    (entry,) = [m for m in client.tags() if m["name"] == name + ":latest"]
+    yield name, entry["size"]
+    if not had:
+        client.delete(name + ":latest")
 
 
 def context_run(server, **args):
