@@ -12,12 +12,16 @@ from tests.unit.compat import patch_module_args
 
 
 def run_module(module, args):
-    """Run module.main() with `args`; return (exit code, the result it printed). Any exception is a bug."""
-    out = io.StringIO()
+    """Run module.main() with `args`; return (exit code, the result it printed). Any exception is a bug.
+
+    A warning is in the result's `warnings`, as a user sees it: where an earlier test left ansible-core's controller
+    display loaded in this process, ansible-core 2.19 and later print a module's warning on stderr at once instead of
+    returning it, and those lines are added to `warnings` here."""
+    out, err = io.StringIO(), io.StringIO()
     ansible_warnings._global_warnings.clear()
     ansible_warnings._global_deprecations.clear()
     code = None
-    with patch_module_args(args), contextlib.redirect_stdout(out):
+    with patch_module_args(args), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             module.main()
         except SystemExit as exc:
@@ -25,7 +29,11 @@ def run_module(module, args):
     assert code is not None, "main() returned without exit_json or fail_json"
     text = out.getvalue().strip()
     assert text, "the module printed nothing"
-    return code, json.loads(text.splitlines()[-1])
+    result = json.loads(text.splitlines()[-1])
+    printed = [line for line in err.getvalue().splitlines() if "[WARNING]" in line]
+    if printed:
+        result.setdefault("warnings", []).extend(printed)
+    return code, result
 
 
 TRACEBACK_SIGNS = re.compile(r"Traceback \(most recent call last\)|^\w*(Error|Exception)(: |$)|object at 0x|<class "
