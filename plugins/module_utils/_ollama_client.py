@@ -50,6 +50,8 @@ VERIFY_RATE = 10 * 1000 * 1000
 # Same-origin redirects of reads are followed; nothing is sent to another origin.
 SERVER_REDIRECTS = Redirect(methods=("GET", "HEAD"), other_origin=False)
 
+LOOPBACK = ("127.0.0.1", "::1", "localhost")  # the host names of this host's own servers
+
 
 def api_argument_spec():
     """Connection options shared by every module that talks to a server (the llmops.ollama.api doc fragment)."""
@@ -276,6 +278,11 @@ class OllamaClient(object):
 
     def _describe(self, _url):
         return "the Ollama server at %s" % self.base_url
+
+    @property
+    def on_this_host(self):
+        """Whether the server is on this host (base_url on loopback): its store and hardware are this host's."""
+        return urlsplit(self.base_url).hostname in LOOPBACK
 
     # -- transport ---------------------------------------------------------------------------------
     def _open(self, path, method="GET", body=None, headers=None, data=None, timeout=None):

@@ -262,7 +262,7 @@ def check_host(hardware, requirements=None):
     if req.get("use_gpu", True):
         usable += _check_nvidia(states.get("nvidia"), [g for g in gpus if g.get("vendor") == "nvidia"], req, results)
         usable += _check_amd(states.get("amd"), [g for g in gpus if g.get("vendor") == "amd"], req, results)
-    vram = sum(_free_vram(g) for g in usable)
+    vram = sum(free_vram(g) or 0 for g in usable)
     if req.get("require_gpu") and not usable:
         _result(results, "gpu", "fail", "no usable GPU: Ollama would run every model on the CPU (requirements.require_gpu).",
                 "gpu")
@@ -275,12 +275,13 @@ def check_host(hardware, requirements=None):
                           compute="gpu" if usable else "cpu", requirements=req, models=[]), usable)
 
 
-def _free_vram(gpu):
-    """Free memory of a GPU: what it reports (0 is 0: a full GPU), its total only when free is not known."""
+def free_vram(gpu):
+    """Free memory of a GPU: what it reports (0 is 0: a full GPU), its total only when free is not known; None when
+    it reports neither."""
     free = gpu.get("vram_free_bytes")
     if free is None:
-        free = gpu.get("vram_total_bytes")
-    return free or 0
+        return gpu.get("vram_total_bytes") or None
+    return free
 
 
 def summarize(check, usable=None):

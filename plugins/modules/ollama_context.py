@@ -197,7 +197,7 @@ from ansible_collections.llmops.ollama.plugins.module_utils._hardware import gat
 from ansible_collections.llmops.ollama.plugins.module_utils._http import OllamaError, OllamaNotFound
 from ansible_collections.llmops.ollama.plugins.module_utils._names import InvalidModelName, parse_model_name
 from ansible_collections.llmops.ollama.plugins.module_utils._ollama_client import api_argument_spec, client_from_params
-from ansible_collections.llmops.ollama.plugins.module_utils._requirements import check_host, human
+from ansible_collections.llmops.ollama.plugins.module_utils._requirements import check_host, free_vram, human
 from ansible_collections.llmops.ollama.plugins.module_utils._store import default_models_dir
 
 
@@ -217,14 +217,6 @@ def given_memory(value):
         raise MemoryUnknown("memory must be auto or a positive number of bytes (such as 25769803776 for 24 GiB), "
                             "not %r" % (value,))
     return value
-
-
-def _free(gpu):
-    """A GPU's free memory; its total where it reports no free figure (as _requirements counts it); None when it
-    reports neither."""
-    if gpu.get("vram_free_bytes") is not None:
-        return gpu["vram_free_bytes"]
-    return gpu.get("vram_total_bytes") or None
 
 
 def _gpu_label(gpu):
@@ -248,13 +240,13 @@ def host_memory(hardware, use_gpu, amd_gfx_override, gpus):
                 ", ".join(_gpu_label(g) for g in unusable), "; ".join(check["reasons"]) or "see ollama_facts' check"))
         usable = known
     if usable:
-        unknown = [g for g in usable if _free(g) is None]
+        unknown = [g for g in usable if free_vram(g) is None]
         if unknown:
             raise MemoryUnknown("%s report%s no memory figure (nvidia-smi or the amdgpu driver gave none; an APU "
                                 "shares the RAM), so the memory free for the model is unknown: give memory in bytes"
                                 % (", ".join(_gpu_label(g) for g in unknown), "s" if len(unknown) == 1 else ""))
-        where = "free VRAM of %s" % ", ".join("%s (%s)" % (_gpu_label(g), human(_free(g))) for g in usable)
-        return sum(_free(g) for g in usable), len(usable), where, True
+        where = "free VRAM of %s" % ", ".join("%s (%s)" % (_gpu_label(g), human(free_vram(g))) for g in usable)
+        return sum(free_vram(g) for g in usable), len(usable), where, True
     memory = hardware.get("memory") or {}
     available = memory.get("available_bytes")
     if not available:

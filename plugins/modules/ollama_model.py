@@ -385,7 +385,6 @@ import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.six.moves.urllib.parse import urlsplit
 
 from ansible_collections.llmops.ollama.plugins.module_utils._http import (
     OllamaError,
@@ -418,9 +417,6 @@ from ansible_collections.llmops.ollama.plugins.module_utils._warm import Invalid
 MAX_PROGRESS_INTERVAL = 10
 PULLS = ("pulled", "updated")
 SETTLE_SECONDS = 5  # how long a model just pulled may be missing from the server's list (see settled_models)
-
-
-LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 def wanted_models(params):
@@ -456,7 +452,7 @@ def plan_pinned(module, registry, client, step, given, stored, locked):
         raise OllamaError(moved_message(given, locked, moved_to, "the registry no longer serves sha256:%s" % locked))
     except OllamaError as exc:
         raise OllamaError("cannot fetch the locked manifest sha256:%s of '%s' by digest: %s" % (locked, given, exc.msg))
-    if urlsplit(client.base_url).hostname not in LOOPBACK:
+    if not client.on_this_host:
         why = ("the locked manifest, which the registry still serves by digest, can be put on the server only from "
                "its own host (its store is written), and the server at %s is not on this host: run the task there "
                "(delegate_to)" % client.base_url)
@@ -506,18 +502,15 @@ def read_remote(module, registry, given, stored, state, warnings):
     return None
 
 
-def probe_downloads(module, registry, client, steps):
-    """Check mode: for each model to pull (that fits), the smallest blob the server lacks is asked for (its first
-    byte), as the server's pull downloads it, so that a registry sending downloads where the server does not follow
-    (a 301 or 302 to another host) fails the check as it fails the pull. Raises OllamaError."""
+def probe_downloads(module, registry, steps):
+    """Check mode: for each model to pull (that fits), the smallest blob the server lacks (plan's step["probe"]) is
+    asked for (its first byte), as the server's pull downloads it, so that a registry sending downloads where the
+    server does not follow (a 301 or 302 to another host) fails the check as it fails the pull. Raises OllamaError."""
     for step in steps:
-        if step["action"] not in PULLS or not step.get("walked"):
-            continue
-        lacking = sorted((size, digest) for digest, size in step["walked"] if not client.has_blob(digest))
-        if not lacking:
+        if step["action"] not in PULLS or not step.get("probe"):
             continue
         try:
-            registry.probe_blob(step["stored"], lacking[0][1], module.params["insecure"])
+            registry.probe_blob(step["parsed_stored"], step["probe"], module.params["insecure"])
         except OllamaError as exc:
             raise OllamaError("'%s' cannot be pulled: %s" % (step["name"], exc.msg))
 
@@ -554,10 +547,12 @@ def plan(module, registry, client, wanted, index, pinned):
                 pass  # latest already
             else:
                 walked = manifest_blobs(remote[1]) if remote else None
-                step.update(action="updated" if have else "pulled", changed=True, walked=walked, stored=stored,
+                step.update(action="updated" if have else "pulled", changed=True, parsed_stored=stored,
                             digest_after=remote[0] if remote else None,
                             size=sum(size for _d, size in walked) if remote else None,
                             bytes=client.missing_bytes(walked, planned) if remote else None)
+                if remote:  # `planned` now holds every blob the server lacks: the smallest of this model's, if any
+                    step["probe"] = min([(size, d) for d, size in walked if d in planned] or [(0, None)])[1]
         steps.append(step)
     if module.params["purge"]:
         keep = set(p.key for _g, p, s in wanted if s != "absent")
@@ -579,7 +574,7 @@ def fit_checks(module, client, steps):
     pulls = [s for s in steps if s["action"] in PULLS]
     if module.params["fit_check"] == "off" or not pulls:
         return [], []
-    if urlsplit(client.base_url).hostname not in LOOPBACK:
+    if not client.on_this_host:
         return [], ["fit_check skipped: the server at %s is not on this host, whose hardware the check reads; run the "
                     "task on the server host (delegate_to) to check the fit" % client.base_url]
     hardware = gather_hardware(default_models_dir(), module.run_command, module.get_bin_path)
@@ -766,7 +761,7 @@ def predicted(before, steps):
 
 def public(step):
     return dict((k, v) for k, v in step.items()
-                if k not in ("parsed", "key", "raw", "manifest", "parsed_stored", "walked", "stored"))
+                if k not in ("parsed", "key", "raw", "manifest", "parsed_stored", "probe"))
 
 
 def main():
@@ -820,7 +815,7 @@ def main():
 
     if module.check_mode:
         try:
-            probe_downloads(module, registry, client, steps)
+            probe_downloads(module, registry, steps)
         except OllamaError as exc:
             module.fail_json(msg=str(exc), models=[])
     problem = staging_problem(module, steps)

@@ -230,7 +230,6 @@ TOOLS = [{"type": "function", "function": {
 ASK_TOOL = "Call the tool %s, with no arguments, to report that you are ready." % TOOL
 ASK_WORDS = "Say hello in a few words."
 READ_TIMEOUT = 30  # the reads around the chat (version, models, models in memory)
-LOOPBACK = ("127.0.0.1", "[::1]", "localhost")
 
 
 class NotReady(Exception):
@@ -394,7 +393,7 @@ class Gate(object):
                 raise NotReady("%s, and require_gpu is set. The server did not use the GPU: check the driver and "
                                "that the server sees the GPU (its log at start lists it; ollama_facts' check), or that "
                                "the model fits in the GPU's memory." % where)
-            gpus = gpus_here() if self.local() else ""
+            gpus = gpus_here() if self.client.on_this_host else ""
             if gpus:
                 self.warnings.append("%s, though this host has GPUs (%s): check the driver and the server's log"
                                      % (where, gpus))
@@ -404,10 +403,6 @@ class Gate(object):
                            "Check where it runs (on the GPU?) and what else the host runs."
                            % (self.model, result["tokens_per_second"], result["eval_count"], minimum,
                               ", on the %s" % result["processor"] if result["processor"] else ""))
-
-    def local(self):
-        rest = self.client.base_url.split("://", 1)[-1]
-        return any(rest.startswith(host + ":") for host in LOOPBACK)
 
 
 def _seconds(value):

@@ -97,7 +97,7 @@ def _tools(**answers):
 def rtx2080_memory():
     (gpu,) = hw.parse_nvidia_smi(text("nvidia/gpu-utils-83_rtx2080-driver-440_noheader.csv"), fields=RTX2080_FIELDS)
     assert gpu["vram_free_bytes"] is None and gpu["vram_total_bytes"] == 7979 * 1024 * 1024
-    return ollama_context._free(gpu)
+    return ollama_context.free_vram(gpu)
 
 
 # -- KV cache per token -------------------------------------------------------------------------------------------
