@@ -80,15 +80,17 @@ def _gguf(name, version, size):
     return (head + bytes(filler))[:max(size, len(head))]
 
 
+def _spoken(answer):
+    """tiny_gguf's arguments for a model answering `answer`: a reply string, or the explicit pieces (a list)."""
+    return dict(pieces=answer) if isinstance(answer, list) else dict(reply=answer)
+
+
 def _real_gguf(answer):
     """The tiny GGUF answering `answer`: a string, or a list of explicit pieces (the tool model)."""
     fd, path = tempfile.mkstemp(suffix=".gguf")
     os.close(fd)
     try:
-        if isinstance(answer, list):
-            tiny_gguf.write(path, pieces=answer)
-        else:
-            tiny_gguf.write(path, answer)
+        tiny_gguf.write(path, **_spoken(answer))
         with open(path, "rb") as f:
             return f.read()
     finally:
@@ -121,8 +123,7 @@ def build(name, version=1, size=1 << 20, answer=None):
                   ("application/vnd.ollama.image.template", TEMPLATE),
                   ("application/vnd.ollama.image.params", _go_json(PARAMS))]
         config = _go_json({"model_format": "gguf", "model_family": "llama", "model_families": ["llama"],
-                           "model_type": _human(tiny_gguf.parameter_count(answer) if isinstance(answer, str)
-                                                else tiny_gguf.parameter_count(pieces=answer)), "file_type": "F32"})
+                           "model_type": _human(tiny_gguf.parameter_count(**_spoken(answer))), "file_type": "F32"})
     else:
         layers = [("application/vnd.ollama.image.model", _gguf(name, version, size)),
                   ("application/vnd.ollama.image.template", b"{{ .Prompt }}")]
