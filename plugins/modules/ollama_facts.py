@@ -180,6 +180,15 @@ ansible_facts:
           description: Models loaded in memory (name, size, size_vram, expires_at, context_length).
           type: list
           elements: dict
+        instances:
+          description:
+            - Every Ollama server systemd runs on the host (C(ollama.service) and the instances of C(ollama@.service)
+              the P(llmops.ollama.server#role) role writes for C(ollama_server_instances)), each with C(unit),
+              C(active), C(url) (from its E(OLLAMA_HOST)), C(reachable), C(version), C(running) (the models it has
+              loaded: name, size, size_vram) and C(error).
+            - Gathered with V(server) when O(base_url) is on this host; empty otherwise, or without systemd.
+          type: list
+          elements: dict
         hardware:
           description:
             - C(cpu) (model, cores, threads, architecture, flags avx/avx2/avx512/fma/f16c/asimd), C(memory) (total, available,
@@ -243,6 +252,7 @@ from ansible_collections.llmops.ollama.plugins.module_utils._http import HTTPSta
 from ansible_collections.llmops.ollama.plugins.module_utils._manifest import blobs as manifest_blobs
 from ansible_collections.llmops.ollama.plugins.module_utils._ollama_client import (
     ModelIndex,
+    OllamaClient,
     api_argument_spec,
     client_from_params,
 )
@@ -251,6 +261,7 @@ from ansible_collections.llmops.ollama.plugins.module_utils._registry_client imp
     registry_client_from_params,
 )
 from ansible_collections.llmops.ollama.plugins.module_utils._store import default_models_dir
+from ansible_collections.llmops.ollama.plugins.module_utils._systemd import server_units
 from ansible_collections.llmops.ollama.plugins.module_utils._hardware import gather as gather_hardware
 from ansible_collections.llmops.ollama.plugins.module_utils._names import InvalidModelName, parse_model_name
 from ansible_collections.llmops.ollama.plugins.module_utils._requirements import (
@@ -279,6 +290,23 @@ def server_facts(client):
     except OllamaError as exc:
         facts["error"] = exc.msg
     return facts
+
+
+def instance_facts(module, client):
+    """Each server systemd runs here, asked for its version and loaded models (one client per instance)."""
+    found = []
+    for unit in server_units(module.run_command):
+        entry = dict(unit=unit["unit"], active=unit["active"], url=unit["url"], reachable=False, version=None,
+                     running=[], error=None)
+        try:
+            other = OllamaClient(base_url=unit["url"], timeout=client.timeout)
+            entry["version"] = other.version()
+            entry["reachable"] = True
+            entry["running"] = [dict((k, m.get(k)) for k in ("name", "size", "size_vram")) for m in other.ps()]
+        except OllamaError as exc:
+            entry["error"] = exc.msg
+        found.append(entry)
+    return found
 
 
 def requirements_spec():
@@ -354,9 +382,10 @@ def main():
     except OllamaError as exc:
         module.fail_json(msg=exc.msg)
     facts = dict(reachable=None, error=None, base_url=client.base_url, version=None, cloud=None, models=[],
-                 running=[], hardware=None, check=None)
+                 running=[], instances=[], hardware=None, check=None)
     if "server" in module.params["gather"]:
         facts.update(server_facts(client))
+        facts["instances"] = instance_facts(module, client) if client.on_this_host else []
     if "hardware" in module.params["gather"]:
         hardware = gather_hardware(module.params["models_path"] or default_models_dir(), module.run_command,
                                    module.get_bin_path)

@@ -213,9 +213,10 @@ def test_sleep_hook_restarts_the_server_after_a_resume_only(tmp_path, when, kind
     if when == "pre":
         assert not calls.exists() and proc.stderr == ""
     else:
-        assert calls.read_text() == "--no-block try-restart ollama.service\n"
-        assert proc.stderr == ("ollama: resumed from %s: restarting ollama.service so that it finds the GPU again\n"
-                               % kind)
+        # the other instances of ollama@.service too (ollama_server_instances): systemctl expands the pattern
+        assert calls.read_text() == "--no-block try-restart ollama.service ollama@*.service\n"
+        assert proc.stderr == ("ollama: resumed from %s: restarting ollama.service and its other instances so that "
+                               "it finds the GPU again\n" % kind)
 
 
 def test_sleep_hook_says_when_the_restart_fails(tmp_path):
