@@ -92,11 +92,16 @@ def test_every_request_is_answered_while_an_instance_stops_and_the_next_run_star
     assert converge(lab, 2)["changed"] == 0
 
 
-def test_the_facts_name_every_instance(lab, two):
+def test_the_facts_and_the_report_name_every_instance(lab, two):
+    lab.ssh(SERVER, "systemctl stop ollama@1.service")  # the report says which one is down
+    report = lab.playbook("report.yml", limit="%s,localhost" % SERVER)
+    assert report.rc == 0, report.output[-3000:]
+    assert "instances: 1 of 2 answer (ollama.service :11434 up, ollama@1.service :11435 DOWN)" in report.output
     play = Path(lab.inventory).parent / "facts-instances.yml"
     play.write_text("- hosts: %s\n  gather_facts: false\n  become: true\n  tasks:\n"
                     "    - llmops.ollama.ollama_facts: {gather: [server]}\n"
                     "    - ansible.builtin.debug: {var: ansible_facts.ollama.instances}\n" % SERVER)
+    assert converge(lab, 2)["changed"] > 0  # started again
     run = lab.playbook(str(play))
     assert run.rc == 0, run.output[-3000:]
     found = json.loads(run.output.split('"ansible_facts.ollama.instances": ', 1)[1].split("\n}", 1)[0])
