@@ -185,7 +185,7 @@ ansible_facts:
             - Every Ollama server systemd runs on the host (C(ollama.service) and the instances of C(ollama@.service)
               the P(llmops.ollama.server#role) role writes for C(ollama_server_instances)), each with C(unit),
               C(active), C(url) (from its E(OLLAMA_HOST)), C(reachable), C(version), C(running) (the models it has
-              loaded: name, size, size_vram) and C(error).
+              loaded, with name, size and size_vram) and C(error).
             - Gathered with V(server) when O(base_url) is on this host; empty otherwise, or without systemd.
           type: list
           elements: dict
