@@ -10,6 +10,7 @@ __metaclass__ = type
 import re
 
 from ansible_collections.llmops.ollama.plugins.module_utils._http import OllamaError, OllamaUnreachable
+from ansible_collections.llmops.ollama.plugins.module_utils._ollama_client import ModelIndex
 
 # A Go duration, as the server's api.Duration reads a string (time.ParseDuration): "30m", "1h30m", "-1m", "2.5h".
 _UNIT = r"([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)"
@@ -88,3 +89,34 @@ def warm(client, steps, keep_alive, check_mode, failures):
                                 % (step["name"], exc.msg))
                 continue
         step.update(loaded=True, changed=True)
+
+
+def on_instances(clients, steps, keep_alive, check_mode, failures):
+    """The other servers that share this server's store (ollama_server_instances): each must list every model the
+    steps keep, at the digest this one has (a server that does not shares another store, and would not serve it),
+    and, with keep_alive, gets it loaded into its own memory too (its own GPU). Sets step["loaded_on"], the URLs of
+    the servers this task loaded the model into (or would, in check mode), and step["changed"] when there are some."""
+    kept = [s for s in steps if s.get("parsed") is not None and s["state"] != "absent" and not s.get("error")]
+    for client in clients:
+        if not check_mode:
+            try:
+                listed = ModelIndex(client.tags())
+            except OllamaError as exc:
+                failures.append("the server at %s (another instance on this host) could not be read: %s"
+                                % (client.base_url, exc.msg))
+                continue
+            for step in kept:
+                have = listed.get(step["parsed"])
+                if step["digest_after"] and (have is None or _digest(have.get("digest")) != _digest(step["digest_after"])):
+                    failures.append("the server at %s does not list '%s'%s: it does not share the store of %s "
+                                    "(OLLAMA_MODELS), so it would not serve the model; give each instance the same "
+                                    "OLLAMA_MODELS" % (client.base_url, step["name"],
+                                                       "" if have is None else " at the same digest", "the first"))
+        if keep_alive is None:
+            continue
+        copies = [dict(s) for s in kept]
+        warm(client, copies, keep_alive, check_mode, failures)
+        for step, copy in zip(kept, copies):
+            if copy.get("loaded"):
+                step.setdefault("loaded_on", []).append(client.base_url)
+                step["changed"] = True

@@ -151,6 +151,18 @@ options:
       - Loading waits for the server for up to O(timeout) seconds per model.
     type: raw
     version_added: 0.2.0
+  instances:
+    description:
+      - The other servers that share this server's model store, as base URLs (C(http://127.0.0.1:11435)): the
+        instances of C(ollama_server_instances), which the P(llmops.ollama.models#role) role passes. What this task
+        pulls through O(base_url) lands in the shared store.
+      - After the pulls, each must list every model kept on the server at the same digest, else the task fails
+        saying that server does not share the store; with O(keep_alive) each loads the models into its own memory
+        (its own GPU) as O(base_url) does (RV(models[].loaded_on)).
+    type: list
+    elements: str
+    default: []
+    version_added: 0.4.0
   lock:
     description:
       - A lock, model name to manifest digest (as C(/api/tags) shows it), that pins the listed models, as a
@@ -372,6 +384,13 @@ models:
       type: bool
       returned: when O(keep_alive) is set, for models kept on the server
       version_added: 0.2.0
+    loaded_on:
+      description:
+        - The servers of O(instances) the task loaded this model into (in check mode, would load it into).
+      type: list
+      elements: str
+      returned: when O(keep_alive) and O(instances) are set and the task loaded the model on one of them
+      version_added: 0.4.0
     fit:
       description:
         - For models to pull, when O(fit_check) ran. C(fits) is V(vram), V(split), V(ram) or V(none); C(ok) is false
@@ -411,7 +430,12 @@ from ansible_collections.llmops.ollama.plugins.module_utils._store import defaul
 from ansible_collections.llmops.ollama.plugins.module_utils._hardware import gather as gather_hardware
 from ansible_collections.llmops.ollama.plugins.module_utils._names import STATES, InvalidModelName, parse_model_list
 from ansible_collections.llmops.ollama.plugins.module_utils._requirements import check_host, fit_model, human
-from ansible_collections.llmops.ollama.plugins.module_utils._warm import InvalidKeepAlive, keep_alive_value, warm
+from ansible_collections.llmops.ollama.plugins.module_utils._warm import (
+    InvalidKeepAlive,
+    keep_alive_value,
+    on_instances,
+    warm,
+)
 
 
 MAX_PROGRESS_INTERVAL = 10
@@ -781,6 +805,7 @@ def main():
         _progress_file=dict(type="path"),
         _registry_unread=dict(type="dict"),
         keep_alive=dict(type="raw"),
+        instances=dict(type="list", elements="str", default=[]),
         lock=dict(type="dict"),
         models_dir=dict(type="path"),
         staging_dir=dict(type="path", default=DEFAULT_STAGING),
@@ -851,6 +876,12 @@ def main():
 
     if keep_alive is not None:
         warm(client, steps, keep_alive, module.check_mode, failures)
+    if module.params["instances"]:
+        try:
+            others = [client_from_params(dict(module.params, base_url=url)) for url in module.params["instances"]]
+        except OllamaError as exc:
+            module.fail_json(msg="instances: %s" % exc.msg, models=[public(s) for s in steps])
+        on_instances(others, steps, keep_alive, module.check_mode, failures)
 
     result = dict(changed=any(s["changed"] for s in steps), models=[public(s) for s in steps])
     if module._diff:

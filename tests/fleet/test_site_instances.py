@@ -25,8 +25,8 @@ def token(lab):
         "lab_proxy_token: ")[1].split("\n")[0].strip('"')
 
 
-def converge(lab, instances, check=False):
-    run = lab.playbook("gpu_servers.yml", limit=SERVER, extra_vars={"ollama_server_instances": instances},
+def converge(lab, instances, check=False, **extra):
+    run = lab.playbook("gpu_servers.yml", limit=SERVER, extra_vars=dict(extra, ollama_server_instances=instances),
                        check=check)
     assert run.rc == 0, run.output[-5000:]
     return recap(run.output)[SERVER]
@@ -34,7 +34,10 @@ def converge(lab, instances, check=False):
 
 @pytest.fixture(scope="module")
 def two(lab):
-    return converge(lab, 2)
+    # the models role loads the models into each server's memory (its own GPU) with keep_alive: the lab's tiny GGUF
+    # (its "small" model is not a loadable one)
+    return converge(lab, 2, ollama_models_keep_alive="30m",
+                    ollama_models=["%s/lab/tiny:latest" % lab.site["registry"]])
 
 
 def requests(lab, token, count, parallel=1, during=""):
@@ -68,6 +71,10 @@ def test_two_instances_share_the_store_and_the_load(lab, two, token):
     first = sorted(m["name"] for m in lab.api(SERVER, "/api/tags")["models"])
     second = sorted(m["name"] for m in json.loads(lab.ssh(SERVER, "curl -fsS http://127.0.0.1:11435/api/tags"))["models"])
     assert first and second == first
+    # and each has the models the models role keeps in its memory (ollama_model's instances, with keep_alive)
+    tiny = "%s/lab/tiny:latest" % lab.site["registry"]
+    assert tiny in [m["name"] for m in json.loads(lab.ssh(SERVER, "curl -fsS http://127.0.0.1:11435/api/ps"))["models"]]
+    assert tiny in [m["name"] for m in lab.api(SERVER, "/api/ps")["models"]]
     # the second instance has the shared environment and sandbox, and its own address
     shown = lab.ssh(SERVER, "systemctl show ollama@1.service -p Environment -p ProtectSystem")
     assert "OLLAMA_HOST=127.0.0.1:11435" in shown and "OLLAMA_NUM_PARALLEL=2" in shown
