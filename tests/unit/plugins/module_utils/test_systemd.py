@@ -79,3 +79,33 @@ def test_the_roles_own_drop_ins_are_never_named(folder):
     mine = write(folder, "10-environment.conf", '[Service]\nEnvironment="OLLAMA_HOST=0.0.0.0:1"\n')
     assert sd.takeovers([mine], own(folder), DECLARED) == []
     assert os.path.exists(mine)
+
+
+def test_server_units_lists_every_instance_with_the_url_of_its_ollama_host():
+    """What ollama_facts asks systemd (the outputs as systemctl prints them for ollama_server_instances: 2, and an
+    instance left over and failed)."""
+    answers = {
+        ("systemctl", "list-units"): (0, "ollama@1.service loaded active running Ollama server (instance 1)\n"
+                                         "ollama.service   loaded active running Ollama server\n"
+                                         "ollama@12.service loaded failed failed Ollama server (instance 12)\n", ""),
+        "ollama.service": (0, "ActiveState=active\nEnvironment=HOME=/usr/share/ollama OLLAMA_HOST=0.0.0.0:11434\n", ""),
+        "ollama@1.service": (0, "ActiveState=active\nEnvironment=HOME=/x \"OLLAMA_HOST=[::1]:11435\"\n", ""),
+        "ollama@12.service": (0, "ActiveState=failed\nEnvironment=\n", ""),
+    }
+
+    def run(argv):
+        return answers[tuple(argv[:2])] if argv[1] == "list-units" else answers[argv[-1]]
+
+    assert sd.server_units(run) == [
+        dict(unit="ollama.service", active=True, url="http://127.0.0.1:11434"),
+        dict(unit="ollama@1.service", active=True, url="http://[::1]:11435"),
+        dict(unit="ollama@12.service", active=False, url="http://127.0.0.1:11434"),
+    ]
+
+
+def test_server_units_without_systemctl_is_nothing():
+    def run(_argv):
+        raise OSError("no systemctl")
+
+    assert sd.server_units(run) == []
+    assert sd.server_units(lambda argv: (1, "", "System has not been booted with systemd")) == []
