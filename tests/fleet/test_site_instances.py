@@ -86,8 +86,10 @@ def test_two_instances_share_the_store_and_the_load(lab, two, token):
     assert set(counts) == {"127.0.0.1:11434", "127.0.0.1:11435"} and min(counts.values()) >= 3, counts
 
 
-def test_every_request_is_answered_while_an_instance_stops_and_the_next_run_starts_it(lab, two, token):
-    statuses, upstreams = requests(lab, token, 12, during="systemctl stop ollama@1.service")
+def test_every_request_is_answered_while_an_instance_is_killed_and_the_next_run_starts_it(lab, two, token):
+    # killed (SIGKILL, as a crash), and kept down (systemd would start it again after RestartSec)
+    statuses, upstreams = requests(lab, token, 12, during="systemctl kill -s KILL ollama@1.service; "
+                                                          "systemctl stop ollama@1.service")
     assert statuses == ["200"] * 12, (statuses, upstreams)
     # a request nginx sent to the stopped instance went on to the first ("11435, 11434" in the log), and the last
     # ones were all answered by the first
