@@ -181,6 +181,30 @@ def test_upgrade_to_a_server_that_does_not_start_is_rolled_back(lab5):
     lab.ssh("lab5", "rm -rf /opt/ollama/versions/%s /var/cache/ollama-archives/%s-*" % (BROKEN, BROKEN))
 
 
+def test_an_upgrade_that_does_not_start_rolls_back_every_instance(lab5):
+    """Two servers on the host (ollama_server_instances: 2, one binary): the broken build is rolled back for both,
+    and when the play ends both answer with the previous version. Back to one server, the second is gone."""
+    lab = lab5
+    two = {"ollama_server_instances": 2}
+    run = lab.playbook("servers.yml", limit="lab5", extra_vars=two)
+    assert run.rc == 0, run.output[-3000:]
+    before = state(lab, "lab5")
+    faults.broken_release("faults-broken-serve", BROKEN)
+    broken = dict(two, ollama_server_version=BROKEN, ollama_server_wait_timeout=4,
+                  ollama_server_download_base_url="%s/faults-broken-serve" % lab.site["mirror_url"])
+    run = lab.playbook("servers.yml", limit="lab5", extra_vars=broken)
+    second = json.loads(lab.ssh("lab5", "curl -fsS -m 5 http://127.0.0.1:11435/api/version"))["version"]
+    assert run.rc != 0
+    msg = faults.failed_results(run.output)[-1][1]["msg"]
+    assert "Rolled back to %s, which is running again." % NEW in msg, msg
+    assert "did not answer on http://127.0.0.1:11434" in msg, msg
+    assert state(lab, "lab5") == before and second == NEW
+    run = lab.playbook("servers.yml", limit="lab5")
+    assert run.rc == 0, run.output[-3000:]
+    assert lab.ssh("lab5", "systemctl is-active ollama@1.service", check=False).strip() != "active"
+    lab.ssh("lab5", "rm -rf /opt/ollama/versions/%s /var/cache/ollama-archives/%s-*" % (BROKEN, BROKEN))
+
+
 def test_a_previous_server_slower_than_the_wait_is_waited_for(lab5):
     """A setting that breaks the server, with a short ollama_server_wait_timeout (2 s), on a host whose server takes
     8 s to answer after each start (an administrator's drop-in of its own, kept by the role): the role puts the
