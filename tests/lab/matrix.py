@@ -7,7 +7,8 @@ release supports:
 - `ansible-test sanity` (tests/sanity/run.sh, with that release's ansible-test and its own test requirements);
 - the unit tests (tests/unit) and the integration tests (tests/integration: the modules, and on the releases the
   table marks "all" the roles too, through that release's ansible-playbook, against the real Ollama server, the lab
-  registries and the real Codex CLI).
+  registries and the real Codex CLI; on the releases it marks "core" the modules without the tests of
+  their edge cases, tests/lab/versions.py EDGE_CASE_TESTS).
 
 It prints one line per release and writes them to LAB_STATE/matrix.txt; the exit status is 1 if any part failed.
 
@@ -25,10 +26,17 @@ import time
 
 from tests.lab.errors import LabError
 from tests.lab.paths import LAB_STATE, REPO, VENV_CACHE
-from tests.lab.versions import ANSIBLE_CORE, ANSIBLE_CORE_MAIN, ROLE_TESTS
+from tests.lab.versions import ANSIBLE_CORE, ANSIBLE_CORE_MAIN, EDGE_CASE_TESTS, ROLE_TESTS
 
 RESULTS = LAB_STATE / "matrix.txt"
 PARTS = ("sanity", "unit", "integration")
+# What each kind of row (tests/lab/versions.py ANSIBLE_CORE) leaves out of tests/integration, and its result's label;
+# longest first
+INTEGRATION = {
+    "all": ((), "integration"),
+    "modules": (ROLE_TESTS, "integration (modules)"),
+    "core": (ROLE_TESTS + EDGE_CASE_TESTS, "integration (modules, no edge cases)"),
+}
 
 
 def _runs(python, version):
@@ -127,8 +135,8 @@ def run_part(part, bindir, log, integration="all"):
         env.update(HOME=str(home), PIP_CACHE_DIR=os.environ.get("PIP_CACHE_DIR") or os.path.expanduser("~/.cache/pip"))
     else:
         cmd = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/" + part]
-        if part == "integration" and integration != "all":
-            cmd += ["--ignore=" + t for t in ROLE_TESTS]
+        if part == "integration":
+            cmd += ["--ignore=" + t for t in INTEGRATION[integration][0]]
     started = time.time()
     proc = subprocess.run(cmd, cwd=str(REPO), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           universal_newlines=True, check=False)
@@ -167,7 +175,7 @@ def run_row(row, parts):
     for part in parts:
         passed, summary, seconds = run_part(part, bindir, log, integration)
         ok = ok and passed
-        label = part if part != "integration" or integration == "all" else "integration (modules)"
+        label = INTEGRATION[integration][1] if part == "integration" else part
         results.append("%s %s (%.0fs)" % (label, summary, seconds))
     return ("ansible-core %s (Python %s): %s; %.0fs in all, log %s"
             % (release, python, "; ".join(results), time.time() - started, log)), ok
@@ -188,7 +196,7 @@ def main(argv=None):
     if bad:
         sys.exit("unknown part(s) %s: choose from %s" % (", ".join(bad), ", ".join(PARTS)))
     rows = [r for r in ANSIBLE_CORE if (r[0] in wanted if wanted else (args.include_main or r[1] != ANSIBLE_CORE_MAIN))]
-    rows.sort(key=lambda r: r[3] != "all")  # the longest (role tests too) first
+    rows.sort(key=lambda r: list(INTEGRATION).index(r[3]))  # the longest (role tests too) first
     LAB_STATE.mkdir(parents=True, exist_ok=True)
     started = time.time()
     done = {}
