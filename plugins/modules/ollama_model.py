@@ -153,7 +153,7 @@ options:
     version_added: 0.2.0
   instances:
     description:
-      - The other servers that share this server's model store, as base URLs (C(http://127.0.0.1:11435)): the
+      - The other servers that share this server's model store, as base URLs (C(http://127.0.0.1:11435)), the
         instances of C(ollama_server_instances), which the P(llmops.ollama.models#role) role passes. What this task
         pulls through O(base_url) lands in the shared store.
       - After the pulls, each must list every model kept on the server at the same digest, else the task fails
