@@ -25,7 +25,11 @@ def token(lab):
         "lab_proxy_token: ")[1].split("\n")[0].strip('"')
 
 
-def converge(lab, instances, check=False, **extra):
+def converge(lab, instances, check=False, sized=True, **extra):
+    """gpu_servers.yml on lab2 with `instances` servers, each with its context sized for the tiny model (`sized`)."""
+    if sized:
+        extra = dict(extra, ollama_server_context_length="auto", ollama_server_context_min=16384,
+                     ollama_server_context_model="%s/lab/tiny:latest" % lab.site["registry"])
     run = lab.playbook("gpu_servers.yml", limit=SERVER, extra_vars=dict(extra, ollama_server_instances=instances),
                        check=check)
     assert run.rc == 0, run.output[-5000:]
@@ -35,9 +39,11 @@ def converge(lab, instances, check=False, **extra):
 @pytest.fixture(scope="module")
 def two(lab):
     # the models role loads the models into each server's memory (its own GPU) with keep_alive: the lab's tiny GGUF
-    # (its "small" model is not a loadable one)
-    return converge(lab, 2, ollama_models_keep_alive="30m",
-                    ollama_models=["%s/lab/tiny:latest" % lab.site["registry"]])
+    # (its "small" model is not a loadable one). The first run sizes each server's context once the models are in
+    # place, and restarts the servers with it; the second has nothing to change there and loads the models.
+    keep = dict(ollama_models_keep_alive="30m", ollama_models=["%s/lab/tiny:latest" % lab.site["registry"]])
+    converge(lab, 2, **keep)
+    return converge(lab, 2, **keep)
 
 
 def requests(lab, token, count, parallel=1, during=""):
@@ -71,10 +77,15 @@ def test_two_instances_share_the_store_and_the_load(lab, two, token):
     first = sorted(m["name"] for m in lab.api(SERVER, "/api/tags")["models"])
     second = sorted(m["name"] for m in json.loads(lab.ssh(SERVER, "curl -fsS http://127.0.0.1:11435/api/tags"))["models"])
     assert first and second == first
-    # and each has the models the models role keeps in its memory (ollama_model's instances, with keep_alive)
+    # and each has the models the models role keeps in its memory (ollama_model's instances, with keep_alive), with
+    # the context sized for it on that server (ollama_server_context_length auto: the tiny model's own limit)
     tiny = "%s/lab/tiny:latest" % lab.site["registry"]
-    assert tiny in [m["name"] for m in json.loads(lab.ssh(SERVER, "curl -fsS http://127.0.0.1:11435/api/ps"))["models"]]
-    assert tiny in [m["name"] for m in lab.api(SERVER, "/api/ps")["models"]]
+    for port in (11434, 11435):
+        loaded = json.loads(lab.ssh(SERVER, "curl -fsS http://127.0.0.1:%d/api/ps" % port))["models"]
+        assert [(m["name"], m["context_length"]) for m in loaded] == [(tiny, 32768)], (port, loaded)
+    dropins = lab.ssh(SERVER, "grep -h OLLAMA_CONTEXT_LENGTH /etc/systemd/system/ollama.service.d/40-context.conf "
+                              "/etc/systemd/system/ollama@1.service.d/40-context.conf")
+    assert dropins.split() == ['Environment="OLLAMA_CONTEXT_LENGTH=32768"'] * 2, dropins
     # the second instance has the shared environment and sandbox, and its own address
     shown = lab.ssh(SERVER, "systemctl show ollama@1.service -p Environment -p ProtectSystem")
     assert "OLLAMA_HOST=127.0.0.1:11435" in shown and "OLLAMA_NUM_PARALLEL=2" in shown
@@ -121,12 +132,15 @@ def test_the_facts_and_the_report_name_every_instance(lab, two):
 
 
 def test_fewer_instances_stop_and_remove_the_others(lab, two):
-    check = converge(lab, 1, check=True)
+    """Back to one server and the lab's own settings (the context of the lab's group_vars), as the later tests
+    expect lab2."""
+    check = converge(lab, 1, check=True, sized=False)
     assert check["changed"] > 0
     assert lab.ssh(SERVER, "systemctl is-active ollama@1.service").strip() == "active"  # check mode changed nothing
-    assert converge(lab, 1)["changed"] > 0
+    assert converge(lab, 1, sized=False)["changed"] > 0
     assert lab.ssh(SERVER, "systemctl is-active ollama@1.service", check=False).strip() != "active"
     left = lab.ssh(SERVER, "ls -d /etc/systemd/system/ollama@* 2>/dev/null; grep -c 'server 127' "
                    "/etc/nginx/conf.d/llmops-ollama-proxy.conf", check=False).split()
     assert left == ["1"], left
-    assert converge(lab, 1)["changed"] == 0
+    assert "OLLAMA_CONTEXT_LENGTH=8192" in lab.ssh(SERVER, "systemctl show ollama.service -p Environment")
+    assert converge(lab, 1, sized=False)["changed"] == 0
