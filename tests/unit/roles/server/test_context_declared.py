@@ -15,6 +15,7 @@ import pytest
 from ansible_collections.llmops.ollama.plugins.filter.server_context import server_context_dropins
 from ansible_collections.llmops.ollama.plugins.filter.server_instances import server_instances
 from ansible_collections.llmops.ollama.tests.lab.ansible_run import run_playbook
+from ansible_collections.llmops.ollama.tests.unit.roles.server.declared import render
 
 ROOT = Path(__file__).resolve().parents[4]
 ZERO = "/etc/systemd/system/ollama.service.d/40-context.conf"
@@ -33,35 +34,14 @@ HOSTS = {
     "unset": {},
 }
 
-DECLARED = """
-- hosts: all
-  gather_facts: false
-  tasks:
-    - ansible.builtin.include_role:
-        name: llmops.ollama.server
-        tasks_from: declaration
-        public: true
-    - ansible.builtin.copy:
-        dest: "{{ out }}/{{ inventory_hostname }}.json"
-        mode: "0600"
-        content: >-
-          {{ {'context': ollama_server_declaration.context,
+CONTENT = """{'context': ollama_server_declaration.context,
               'own': ollama_server_declaration.service.units[0].dropins.own,
-              'environment': ollama_server_declaration.service.units[0].dropins.environment} | to_json }}
-      delegate_to: localhost
-"""
+              'environment': ollama_server_declaration.service.units[0].dropins.environment}"""
 
 
 @pytest.fixture(scope="module")
 def declared(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("declared")
-    hosts = dict((name, dict(hostvars, ansible_connection="local", ansible_python_interpreter=sys.executable))
-                 for name, hostvars in HOSTS.items())
-    (folder / "inventory.json").write_text(json.dumps({"all": {"hosts": hosts}}))
-    (folder / "declared.yml").write_text(DECLARED)
-    run = run_playbook(folder / "declared.yml", inventory=folder / "inventory.json", extra_vars={"out": str(folder)})
-    assert run.rc == 0, run.output[-4000:]
-    return dict((name, json.loads((folder / ("%s.json" % name)).read_text())) for name in HOSTS)
+    return render(tmp_path_factory.mktemp("declared"), HOSTS, CONTENT)
 
 
 def test_auto_takes_the_context_out_of_the_shared_environment(declared):

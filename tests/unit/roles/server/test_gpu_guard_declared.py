@@ -4,13 +4,11 @@ it) for stand-in hosts given the fact the GPU part publishes (ollama_server_gpu,
 The wait and the sleep hook are declared, with the sha256 of what the steps write, only on hosts with NVIDIA or AMD
 GPUs and with their options on; everywhere else they are declared absent, so that the steps remove them."""
 import hashlib
-import json
-import sys
 from pathlib import Path
 
 import pytest
 
-from ansible_collections.llmops.ollama.tests.lab.ansible_run import run_playbook
+from ansible_collections.llmops.ollama.tests.unit.roles.server.declared import render
 
 ROLE = Path(__file__).resolve().parents[4] / "roles" / "server"
 
@@ -30,38 +28,16 @@ HOSTS = {
 SCRIPT, DROPIN = "/opt/ollama/bin/ollama-gpu-wait", "/etc/systemd/system/ollama.service.d/30-gpu-wait.conf"
 HOOK = "/usr/lib/systemd/system-sleep/ollama"
 
-PLAYBOOK = """
-- hosts: all
-  gather_facts: false
-  tasks:
-    - ansible.builtin.include_role:
-        name: llmops.ollama.server
-        tasks_from: declaration
-        public: true
-    - ansible.builtin.copy:
-        dest: "{{ out }}/{{ inventory_hostname }}.json"
-        mode: "0600"
-        content: >-
-          {{ {'gpu': ollama_server_declaration.gpu,
+CONTENT = """{'gpu': ollama_server_declaration.gpu,
               'dropin': lookup('ansible.builtin.template', templates ~ '/gpu-wait.conf.j2')
                         if ollama_server_declaration.gpu.paths | selectattr('path', 'eq', dropin)
-                           | rejectattr('type', 'defined') | list else none} | to_json }}
-      delegate_to: localhost
-"""
+                           | rejectattr('type', 'defined') | list else none}"""
 
 
 @pytest.fixture(scope="module")
 def declared(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("declared")
-    hosts = dict((name, dict(hostvars, ansible_connection="local", ansible_python_interpreter=sys.executable))
-                 for name, hostvars in HOSTS.items())
-    inventory = {"all": {"hosts": hosts}}
-    (folder / "inventory.json").write_text(json.dumps(inventory))
-    (folder / "declared.yml").write_text(PLAYBOOK)
-    run = run_playbook(folder / "declared.yml", inventory=folder / "inventory.json",
-                       extra_vars={"out": str(folder), "templates": str(ROLE / "templates"), "dropin": DROPIN})
-    assert run.rc == 0, run.output[-4000:]
-    return dict((name, json.loads((folder / ("%s.json" % name)).read_text())) for name in HOSTS)
+    return render(tmp_path_factory.mktemp("declared"), HOSTS, CONTENT,
+                  {"templates": str(ROLE / "templates"), "dropin": DROPIN})
 
 
 def paths(found):
