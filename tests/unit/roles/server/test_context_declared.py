@@ -109,7 +109,9 @@ def test_a_host_that_matches_publishes_the_context_its_drop_ins_set(tmp_path, re
     (tmp_path / "answer.yml").write_text(ANSWER)
     run = run_playbook(tmp_path / "answer.yml", inventory=tmp_path / "inventory.json", extra_vars={"out": str(tmp_path)})
     assert run.rc == 0, run.output[-4000:]
-    assert json.loads((tmp_path / "auto_two_gpus.json").read_text()) == {"context": published}
+    found = json.loads((tmp_path / "auto_two_gpus.json").read_text())["context"]
+    # ansible-core before 2.19 templates to text ("65536"); the catalog's filter reads it as a number either way
+    assert (int(found) if str(found).isdigit() else found) == published
 
 
 CODEX = """
@@ -143,4 +145,7 @@ def test_codex_gets_a_number_never_auto(tmp_path):
     run = run_playbook(tmp_path / "codex.yml", inventory=tmp_path / "inventory.json", extra_vars={"out": str(tmp_path)})
     assert run.rc == 0, run.output[-4000:]
     found = dict((name, json.loads((tmp_path / ("%s.json" % name)).read_text())["context"]) for name in CODEX_HOSTS)
+    # before 2.19, text ("32768", or "" for none), which the codex role reads as a number (or none, with `or none`);
+    # never the word auto
+    found = dict((name, int(value) if str(value).isdigit() else (value or None)) for name, value in found.items())
     assert found == dict((name, expected) for name, (_hostvars, expected) in CODEX_HOSTS.items())
