@@ -12,7 +12,6 @@ __metaclass__ = type
 import hashlib
 
 from ansible.errors import AnsibleFilterError
-from ansible.module_utils.six import string_types
 from ansible_collections.llmops.ollama.plugins.module_utils._systemd import environment
 
 UNITS = "/etc/systemd/system"
@@ -41,7 +40,7 @@ def sized_for(model, min_context, num_parallel, kv_cache_type, gpus):
 def context_value(text):
     """The OLLAMA_CONTEXT_LENGTH a drop-in's text sets, as systemd reads it (the last assignment); None if none, or
     not a positive whole number."""
-    if not isinstance(text, string_types):
+    if not isinstance(text, str):
         return None
     value = environment(text).get(VARIABLE, "")
     return int(value) if value.isdigit() and int(value) > 0 else None

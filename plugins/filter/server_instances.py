@@ -12,7 +12,6 @@ __metaclass__ = type
 import hashlib
 
 from ansible.errors import AnsibleFilterError
-from ansible.module_utils.six import string_types
 from ansible_collections.llmops.ollama.plugins.filter.local_server_url import local_server_url
 
 # The variable that pins a server to some GPUs, by vendor (ollama/ollama docs/gpu.md): NVIDIA GPUs by UUID, AMD ones
@@ -40,9 +39,9 @@ def _groups(spec, gpus):
                                  "the GPUs of each instance" % (spec,))
     if spec is None or spec == "" or spec == 1 or spec == "1":
         return [[]]
-    if isinstance(spec, string_types) and spec.strip().lower() == "auto":
+    if isinstance(spec, str) and spec.strip().lower() == "auto":
         return [[g] for g in gpus] or [[]]
-    if isinstance(spec, (int, string_types)):
+    if isinstance(spec, (int, str)):
         try:
             count = int(str(spec).strip())
         except ValueError:
@@ -74,7 +73,7 @@ def _groups(spec, gpus):
         known.update((str(g.get("index")), g) for g in gpus)
         groups, taken = [], {}
         for number, item in enumerate(spec):
-            ids = [item] if isinstance(item, (string_types, int)) and not isinstance(item, bool) else item
+            ids = [item] if isinstance(item, (str, int)) and not isinstance(item, bool) else item
             if not isinstance(ids, (list, tuple)) or not ids:
                 raise AnsibleFilterError("server_instances: instance %d of ollama_server_instances is %r: give a GPU "
                                          "(its UUID or index) or a list of them" % (number, item))
