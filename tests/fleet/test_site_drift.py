@@ -18,7 +18,7 @@ PROXY_CONF = "/etc/nginx/conf.d/llmops-ollama-proxy.conf"
 # task names that show which steps ran (the play's look and the roles' own looks always do); the version's is the
 # install routine's (roles/_install), which links the ollama command even where the version is unpacked
 SERVER_STEPS = {"user": "Create the service group", "config": "Write the server's environment",
-                "service": "Keep the server enabled and running", "version": "Link the commands"}
+                "service": "Keep the servers enabled and running", "version": "Link the commands"}
 MODELS_STEP = "Put the listed models on the server in one call"
 SERVER_ANSWER = "Publish what differs from the settings, and the GPU facts of a host without GPUs"
 PROXY_ANSWER = "Publish what differs from the settings, and the proxy's URL and CA"
