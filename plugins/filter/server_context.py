@@ -12,9 +12,9 @@ __metaclass__ = type
 import hashlib
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.llmops.ollama.plugins.filter.server_instances import UNITS
 from ansible_collections.llmops.ollama.plugins.module_utils._systemd import environment
 
-UNITS = "/etc/systemd/system"
 CONTEXT_DROPIN = "40-context.conf"  # after 10-environment.conf and 15-instance.conf
 SIZED_FOR = "# sized for: "
 VARIABLE = "OLLAMA_CONTEXT_LENGTH"
