@@ -139,27 +139,9 @@ def takeovers(dropins, own, declared_env, user=None, group=None):
     return found
 
 
-def _listen_url(listen):
-    """The URL a client on the host reaches OLLAMA_HOST at (0.0.0.0:11435 -> http://127.0.0.1:11435)."""
-    value = (listen or "").strip()
-    scheme = "http"
-    if "://" in value:
-        scheme, value = value.split("://", 1)
-    value = value.rstrip("/")
-    if value.startswith("["):
-        host, _sep, port = value[1:].partition("]")
-        port = port.lstrip(":")
-    elif value.count(":") == 1:
-        host, port = value.split(":")
-    else:
-        host, port = value, ""
-    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
-    return "%s://%s:%s" % (scheme, ("[%s]" % host) if ":" in host else host, port or "11434")
-
-
 def server_units(run_command):
     """The Ollama servers systemd runs on this host: ollama.service and the instances of ollama@.service, each
-    {unit, active, url} with the URL its OLLAMA_HOST gives. [] without systemctl."""
+    {unit, active, host}, host being its OLLAMA_HOST ("" when unset: Ollama's default). [] without systemctl."""
     try:
         rc, out, _err = run_command(["systemctl", "list-units", "--all", "--plain", "--no-legend", "--full",
                                      "ollama.service", "ollama@*.service"])
@@ -175,6 +157,5 @@ def server_units(run_command):
         rc, out, _err = run_command(["systemctl", "show", "-p", "ActiveState", "-p", "Environment", "--", name])
         props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line) if rc == 0 else {}
         env = assignments(props.get("Environment", ""))
-        found.append(dict(unit=name, active=props.get("ActiveState") == "active",
-                          url=_listen_url(env.get("OLLAMA_HOST", ""))))
+        found.append(dict(unit=name, active=props.get("ActiveState") == "active", host=env.get("OLLAMA_HOST", "")))
     return found

@@ -255,6 +255,7 @@ from ansible_collections.llmops.ollama.plugins.module_utils._ollama_client impor
     OllamaClient,
     api_argument_spec,
     client_from_params,
+    normalize_base_url,
 )
 from ansible_collections.llmops.ollama.plugins.module_utils._registry_client import (
     registry_argument_spec,
@@ -296,10 +297,12 @@ def instance_facts(module, client):
     """Each server systemd runs here, asked for its version and loaded models (one client per instance)."""
     found = []
     for unit in server_units(module.run_command):
-        entry = dict(unit=unit["unit"], active=unit["active"], url=unit["url"], reachable=False, version=None,
+        entry = dict(unit=unit["unit"], active=unit["active"], url=None, reachable=False, version=None,
                      running=[], error=None)
         try:
-            other = OllamaClient(base_url=unit["url"], timeout=client.timeout)
+            # its OLLAMA_HOST as the server reads it (0.0.0.0 is reached on loopback; unset is the default address)
+            entry["url"] = normalize_base_url(unit["host"])
+            other = OllamaClient(base_url=entry["url"], timeout=client.timeout)
             entry["version"] = other.version()
             entry["reachable"] = True
             entry["running"] = [dict((k, m.get(k)) for k in ("name", "size", "size_vram")) for m in other.ps()]

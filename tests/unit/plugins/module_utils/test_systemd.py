@@ -7,6 +7,7 @@ import os
 import pytest
 
 from ansible_collections.llmops.ollama.plugins.module_utils import _systemd as sd
+from ansible_collections.llmops.ollama.plugins.module_utils._ollama_client import normalize_base_url
 
 ROLE_ENV = '[Service]\nEnvironment="OLLAMA_HOST=127.0.0.1:11434"\nEnvironment="OLLAMA_MODELS=/usr/share/ollama/.ollama/models"\n'
 DECLARED = sd.environment(ROLE_ENV)
@@ -96,11 +97,15 @@ def test_server_units_lists_every_instance_with_the_url_of_its_ollama_host():
     def run(argv):
         return answers[tuple(argv[:2])] if argv[1] == "list-units" else answers[argv[-1]]
 
-    assert sd.server_units(run) == [
-        dict(unit="ollama.service", active=True, url="http://127.0.0.1:11434"),
-        dict(unit="ollama@1.service", active=True, url="http://[::1]:11435"),
-        dict(unit="ollama@12.service", active=False, url="http://127.0.0.1:11434"),
+    found = sd.server_units(run)
+    assert found == [
+        dict(unit="ollama.service", active=True, host="0.0.0.0:11434"),
+        dict(unit="ollama@1.service", active=True, host="[::1]:11435"),
+        dict(unit="ollama@12.service", active=False, host=""),
     ]
+    # the URL ollama_facts asks each at: its OLLAMA_HOST as the server reads it
+    assert [normalize_base_url(u["host"]) for u in found] == [
+        "http://127.0.0.1:11434", "http://[::1]:11435", "http://127.0.0.1:11434"]
 
 
 def test_server_units_without_systemctl_is_nothing():
